@@ -1,0 +1,34 @@
+# One recipe per task; each mirrors a step of scripts/test (what CI runs).
+
+# Start the key server with the web apps on the embedded defaults.
+serve *ARGS:
+    scripts/serve {{ARGS}}
+
+# Every check CI runs (installs what it needs first).
+test:
+    scripts/test
+
+# Install the toolchain pieces the build and tests need.
+setup:
+    scripts/setup
+
+fmt:
+    cargo fmt --all
+
+clippy:
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Native tests only.
+unit:
+    cargo test --workspace --locked
+
+# vouchsafe-core for the browser target.
+wasm-core:
+    cargo build -p vouchsafe-core --target wasm32-unknown-unknown --locked
+
+# Criterion benchmarks; results go to docs/BENCHMARKS.md by hand, with machine and date.
+bench:
+    cargo bench -p vouchsafe-core --features std --bench formats --locked
+
+ci:
+    .ci/run
