@@ -20,7 +20,7 @@ fn jwcrypto_a256gcmkw_opens_through_the_unwrap_path() {
     let jwe = Jwe::parse(v["jwe_a256gcmkw"].as_str().unwrap()).unwrap();
     assert_eq!(jwe.header().kid(), Some("pii.v3"));
     let ctx = v["ctx"].as_str();
-    let out = jwe.open_with_unwrap(ctx, |w: &WrappedDek| gcmkw_unwrap(&kek, w)).unwrap();
+    let out = jwe.clone().open_with_unwrap(ctx, |w: &WrappedDek| gcmkw_unwrap(&kek, w)).unwrap();
     assert_eq!(out, v["plaintext_utf8"].as_str().unwrap().as_bytes());
     assert_eq!(
         jwe.open_with_unwrap(Some("registrant/999/phone"), |w: &WrappedDek| gcmkw_unwrap(&kek, w)).unwrap_err(),
