@@ -29,6 +29,7 @@ wasm-core:
 # Criterion benchmarks; results go to docs/BENCHMARKS.md by hand, with machine and date.
 bench:
     cargo bench -p vouchsafe-core --features std --bench formats --locked
+    cargo bench -p vouchsafe-keystore --bench keystore --locked
 
 ci:
     .ci/run

@@ -1,0 +1,603 @@
+//! The PKCS#11 keystore (cryptoki): keys are token objects, sensitive and never extractable.
+//!
+//! One session per concurrent operation, pooled; the token is found by label (slot ids change
+//! when tokens are re-initialised); a lost session or a removed token makes operations fail with
+//! [`KeystoreError::Unavailable`] and the next operation reconnects, so the server recovers when
+//! the token is back without a restart.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, SessionState, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use secrecy::SecretString;
+use vouchsafe_core::p256::PublicKey;
+use vouchsafe_core::{Dek, PublicJwk, SharedSecret, WrappedDek};
+use zeroize::Zeroizing;
+
+use crate::{
+    Health, KeyHandle, KeyKind, KeyRef, KeyStore, KeystoreError, Pkcs11Config, expect_kind, key_use, os_random,
+};
+
+/// DER of the prime256v1 OID, the `CKA_EC_PARAMS` of a P-256 key.
+const P256_EC_PARAMS: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// What vouchsafe needs from a token, with the names an operator will find in HSM docs.
+const REQUIRED_MECHANISMS: [(MechanismType, &str); 5] = [
+    (MechanismType::AES_KEY_GEN, "CKM_AES_KEY_GEN"),
+    (MechanismType::AES_GCM, "CKM_AES_GCM"),
+    (MechanismType::ECC_KEY_PAIR_GEN, "CKM_EC_KEY_PAIR_GEN"),
+    (MechanismType::ECDSA, "CKM_ECDSA"),
+    (MechanismType::ECDH1_DERIVE, "CKM_ECDH1_DERIVE"),
+];
+
+/// A module is initialised once per process and shared by every keystore that names it:
+/// PKCS#11 allows one `C_Initialize` per process, and tests open many keystores.
+fn module(path: &Path) -> Result<Pkcs11, KeystoreError> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
+    let mut modules = MODULES.get_or_init(Mutex::default).lock().map_err(|_| internal("module registry"))?;
+    if let Some(m) = modules.get(path) {
+        return Ok(m.clone());
+    }
+    let ctx = Pkcs11::new(path)
+        .map_err(|e| KeystoreError::Config(format!("cannot load PKCS#11 module {}: {e}", path.display())))?;
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(KeystoreError::Config(format!("C_Initialize of {}: {}", path.display(), ck_name(&e)))),
+    }
+    modules.insert(path.to_path_buf(), ctx.clone());
+    Ok(ctx)
+}
+
+fn internal(what: &str) -> KeystoreError {
+    KeystoreError::Internal(format!("{what} lock poisoned"))
+}
+
+/// `C_Sign: SessionHandleInvalid` rather than the library's paragraph-long descriptions.
+fn ck_name(e: &CkError) -> String {
+    match e {
+        CkError::Pkcs11(rv, f) => format!("{f:?}: {rv:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Errors that mean "this session (or the token behind it) is gone": reconnect and retry.
+fn is_connection_error(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::SessionHandleInvalid
+                | RvError::SessionClosed
+                | RvError::DeviceRemoved
+                | RvError::DeviceError
+                | RvError::TokenNotPresent
+                | RvError::TokenNotRecognized
+                | RvError::UserNotLoggedIn
+                | RvError::CryptokiNotInitialized
+                | RvError::SlotIdInvalid,
+            _
+        )
+    )
+}
+
+/// Whether `s` still has the user logged in. Tokens report some failures of a logged-out session
+/// only as `CKR_GENERAL_ERROR`, so ambiguous failures are checked against this.
+fn logged_in(s: &Session) -> bool {
+    s.get_session_info().is_ok_and(|i| matches!(i.session_state(), SessionState::RwUser | SessionState::RoUser))
+}
+
+/// Errors that mean a cached object handle went stale: look the object up again.
+fn is_stale_object(e: &CkError) -> bool {
+    matches!(e, CkError::Pkcs11(RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid, _))
+}
+
+enum OpError {
+    Ck(CkError),
+    Ks(KeystoreError),
+}
+
+impl From<CkError> for OpError {
+    fn from(e: CkError) -> Self {
+        OpError::Ck(e)
+    }
+}
+impl From<KeystoreError> for OpError {
+    fn from(e: KeystoreError) -> Self {
+        OpError::Ks(e)
+    }
+}
+
+/// A session on loan from the pool, with what it needs to be returned correctly.
+struct Lease {
+    session: Session,
+    generation: u64,
+    slot: Slot,
+}
+
+struct Pool {
+    idle: Vec<Session>,
+    open: usize,
+    slot: Option<Slot>,
+    /// Bumped on every reconnect; sessions from an older generation are closed, not reused.
+    generation: u64,
+}
+
+/// The PKCS#11 keystore.
+pub struct Pkcs11KeyStore {
+    ctx: Pkcs11,
+    module_path: PathBuf,
+    token_label: String,
+    pin: AuthPin,
+    max_sessions: usize,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+    objects: RwLock<HashMap<(Vec<u8>, u8), ObjectHandle>>,
+    publics: RwLock<HashMap<Vec<u8>, PublicKey>>,
+}
+
+impl fmt::Debug for Pkcs11KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11KeyStore")
+            .field("module", &self.module_path)
+            .field("token_label", &self.token_label)
+            .field("pin", &"[redacted]")
+            .field("max_sessions", &self.max_sessions)
+            .finish()
+    }
+}
+
+impl Pkcs11KeyStore {
+    /// Loads the module, finds the token by label, logs in and checks the mechanisms vouchsafe
+    /// needs; any failure names what is wrong.
+    pub fn open(config: &Pkcs11Config) -> Result<Self, KeystoreError> {
+        let pin: SecretString = match (&config.pin_env, &config.pin) {
+            (Some(var), _) => std::env::var(var)
+                .map(SecretString::from)
+                .map_err(|_| KeystoreError::Config(format!("pin_env: environment variable {var} is not set")))?,
+            (None, Some(pin)) => pin.clone(),
+            (None, None) => return Err(KeystoreError::Config("pkcs11 needs `pin` or `pin_env`".into())),
+        };
+        let ctx = module(&config.module)?;
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let store = Pkcs11KeyStore {
+            ctx,
+            module_path: config.module.clone(),
+            token_label: config.token_label.clone(),
+            pin,
+            max_sessions: config.max_sessions.unwrap_or((2 * cpus).max(4)).max(1),
+            pool: Mutex::new(Pool { idle: Vec::new(), open: 0, slot: None, generation: 0 }),
+            freed: Condvar::new(),
+            objects: RwLock::default(),
+            publics: RwLock::default(),
+        };
+        let slot = store.find_slot().map_err(|e| match e {
+            KeystoreError::Unavailable(m) => KeystoreError::Config(m),
+            other => other,
+        })?;
+        let mechanisms = store
+            .ctx
+            .get_mechanism_list(slot)
+            .map_err(|e| KeystoreError::Config(format!("C_GetMechanismList: {}", ck_name(&e))))?;
+        for (mech, name) in REQUIRED_MECHANISMS {
+            if !mechanisms.contains(&mech) {
+                return Err(KeystoreError::MissingMechanism(name));
+            }
+        }
+        // Log in now so a wrong PIN fails start-up, not the first request.
+        let session = store.checkout().map_err(|e| match e {
+            KeystoreError::Unavailable(m) => KeystoreError::Config(m),
+            other => other,
+        })?;
+        store.checkin(session);
+        tracing::info!(module = %config.module.display(), token = %config.token_label, "PKCS#11 keystore ready (HSM-backed)");
+        Ok(store)
+    }
+
+    fn lock_pool(&self) -> Result<MutexGuard<'_, Pool>, KeystoreError> {
+        self.pool.lock().map_err(|_| internal("session pool"))
+    }
+
+    fn find_slot(&self) -> Result<Slot, KeystoreError> {
+        let slots = self
+            .ctx
+            .get_slots_with_token()
+            .map_err(|e| KeystoreError::Unavailable(format!("C_GetSlotList: {}", ck_name(&e))))?;
+        for slot in slots {
+            if let Ok(info) = self.ctx.get_token_info(slot)
+                && info.label().trim_end() == self.token_label
+            {
+                return Ok(slot);
+            }
+        }
+        Err(KeystoreError::Unavailable(format!("no PKCS#11 token labelled '{}' is present", self.token_label)))
+    }
+
+    /// Takes an idle session, or opens and logs in a new one if fewer than `max_sessions` are
+    /// open, or waits for one to be returned.
+    fn checkout(&self) -> Result<Lease, KeystoreError> {
+        let mut pool = self.lock_pool()?;
+        loop {
+            if let Some(session) = pool.idle.pop() {
+                let slot = pool.slot.ok_or_else(|| KeystoreError::Internal("idle session without a slot".into()))?;
+                return Ok(Lease { session, generation: pool.generation, slot });
+            }
+            if pool.open < self.max_sessions {
+                pool.open += 1;
+                let slot = pool.slot;
+                let generation = pool.generation;
+                drop(pool);
+                let opened = self.open_session(slot);
+                let mut pool = self.lock_pool()?;
+                return match opened {
+                    Ok((session, slot)) => {
+                        if pool.generation == generation {
+                            pool.slot = Some(slot);
+                        }
+                        Ok(Lease { session, generation, slot })
+                    }
+                    Err(e) => {
+                        pool.open -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            pool = self.freed.wait(pool).map_err(|_| internal("session pool"))?;
+        }
+    }
+
+    fn open_session(&self, slot: Option<Slot>) -> Result<(Session, Slot), KeystoreError> {
+        let slot = match slot {
+            Some(s) => s,
+            None => self.find_slot()?,
+        };
+        let session = self
+            .ctx
+            .open_rw_session(slot)
+            .map_err(|e| KeystoreError::Unavailable(format!("C_OpenSession: {}", ck_name(&e))))?;
+        match session.login(UserType::User, Some(&self.pin)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok((session, slot)),
+            Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _)) => {
+                Err(KeystoreError::Config(format!("the PIN for token '{}' is wrong", self.token_label)))
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                Err(KeystoreError::Config(format!("the user PIN of token '{}' is locked", self.token_label)))
+            }
+            Err(e) => Err(KeystoreError::Unavailable(format!("C_Login: {}", ck_name(&e)))),
+        }
+    }
+
+    fn checkin(&self, lease: Lease) {
+        if let Ok(mut pool) = self.pool.lock() {
+            if lease.generation == pool.generation {
+                pool.idle.push(lease.session);
+            } else {
+                pool.open = pool.open.saturating_sub(1);
+            }
+            self.freed.notify_one();
+        }
+    }
+
+    /// Drops a broken session and every idle one (they share its fate), forgets the slot and
+    /// cached object handles, so the next checkout reconnects from scratch.
+    fn discard_and_reset(&self, lease: Lease) {
+        drop(lease.session);
+        if let Ok(mut pool) = self.pool.lock() {
+            if lease.generation == pool.generation {
+                pool.generation += 1;
+                let idle = std::mem::take(&mut pool.idle);
+                pool.open = pool.open.saturating_sub(1 + idle.len());
+                pool.slot = None;
+                drop(idle);
+            } else {
+                pool.open = pool.open.saturating_sub(1);
+            }
+            self.freed.notify_all();
+        }
+        if let Ok(mut o) = self.objects.write() {
+            o.clear();
+        }
+    }
+
+    /// Runs `op` on a pooled session. A connection-class failure reconnects and retries once; a
+    /// stale object handle is looked up again and retried once.
+    fn with_session<T>(&self, op: impl Fn(&Session) -> Result<T, OpError>) -> Result<T, KeystoreError> {
+        let mut last = String::new();
+        for _attempt in 0..3 {
+            let session = self.checkout()?;
+            match op(&session.session) {
+                Ok(v) => {
+                    self.checkin(session);
+                    return Ok(v);
+                }
+                Err(OpError::Ck(e))
+                    if is_connection_error(&e)
+                        || (matches!(e, CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _))
+                            && !logged_in(&session.session)) =>
+                {
+                    tracing::warn!(error = %ck_name(&e), "PKCS#11 session lost; reconnecting");
+                    last = ck_name(&e);
+                    self.discard_and_reset(session);
+                }
+                Err(OpError::Ck(e)) if is_stale_object(&e) => {
+                    last = ck_name(&e);
+                    self.checkin(session);
+                    if let Ok(mut o) = self.objects.write() {
+                        o.clear();
+                    }
+                }
+                Err(OpError::Ck(e)) => {
+                    self.checkin(session);
+                    return Err(KeystoreError::Internal(ck_name(&e)));
+                }
+                Err(OpError::Ks(KeystoreError::KeyNotFound)) => {
+                    // A missing object may mean the token itself went away or came back in
+                    // another slot: ask the slot list before calling the key missing.
+                    match self.find_slot() {
+                        Ok(slot) if slot == session.slot => {
+                            self.checkin(session);
+                            return Err(KeystoreError::KeyNotFound);
+                        }
+                        Ok(_) => {
+                            last = "token moved to another slot".into();
+                            self.discard_and_reset(session);
+                        }
+                        Err(e) => {
+                            self.discard_and_reset(session);
+                            return Err(e);
+                        }
+                    }
+                }
+                Err(OpError::Ks(e)) => {
+                    self.checkin(session);
+                    return Err(e);
+                }
+            }
+        }
+        Err(KeystoreError::Unavailable(last))
+    }
+
+    fn object(&self, s: &Session, id: &[u8], class: ObjectClass) -> Result<ObjectHandle, OpError> {
+        // ObjectClass is not Hash; the three classes used here get a tag each.
+        let tag = if class == ObjectClass::SECRET_KEY {
+            0
+        } else if class == ObjectClass::PRIVATE_KEY {
+            1
+        } else {
+            2
+        };
+        let key = (id.to_vec(), tag);
+        if let Some(h) = self.objects.read().map_err(|_| internal("object cache"))?.get(&key) {
+            return Ok(*h);
+        }
+        let found = s.find_objects(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?;
+        let [h] = found[..] else {
+            // Private objects are invisible to a session that lost its login: that is a lost
+            // connection to recover from, not a missing key.
+            if found.is_empty() && !logged_in(s) {
+                return Err(CkError::Pkcs11(RvError::UserNotLoggedIn, Function::FindObjects).into());
+            }
+            return Err(KeystoreError::KeyNotFound.into());
+        };
+        self.objects.write().map_err(|_| internal("object cache"))?.insert(key, h);
+        Ok(h)
+    }
+
+    fn read_public(&self, s: &Session, id: &[u8]) -> Result<PublicKey, OpError> {
+        if let Some(p) = self.publics.read().map_err(|_| internal("public key cache"))?.get(id) {
+            return Ok(*p);
+        }
+        let h = self.object(s, id, ObjectClass::PUBLIC_KEY)?;
+        let attrs = s.get_attributes(h, &[AttributeType::EcPoint])?;
+        let Some(Attribute::EcPoint(der)) = attrs.into_iter().next() else {
+            return Err(KeystoreError::Internal("public key has no CKA_EC_POINT".into()).into());
+        };
+        // CKA_EC_POINT is a DER OCTET STRING (04 41 ‖ point); some tokens give the raw point.
+        let point = match der.as_slice() {
+            [0x04, 0x41, rest @ ..] if rest.len() == 65 => rest,
+            raw if raw.len() == 65 => raw,
+            _ => return Err(KeystoreError::Internal("unexpected CKA_EC_POINT encoding".into()).into()),
+        };
+        let public = *PublicJwk::from_sec1(point).map_err(KeystoreError::from)?.public_key();
+        self.publics.write().map_err(|_| internal("public key cache"))?.insert(id.to_vec(), public);
+        Ok(public)
+    }
+}
+
+fn new_id() -> Result<Vec<u8>, KeystoreError> {
+    let mut id = vec![0u8; 16];
+    os_random(&mut id)?;
+    Ok(id)
+}
+
+impl KeyStore for Pkcs11KeyStore {
+    fn provider(&self) -> &'static str {
+        "pkcs11"
+    }
+
+    fn hsm_backed(&self) -> bool {
+        true
+    }
+
+    fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError> {
+        let id = new_id()?;
+        let label = kid.as_bytes().to_vec();
+        self.with_session(|s| {
+            let common = [
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::Label(label.clone()),
+                Attribute::Id(id.clone()),
+            ];
+            match kind {
+                KeyKind::Aes256Gcm => {
+                    let mut t = common.to_vec();
+                    t.extend([
+                        Attribute::Class(ObjectClass::SECRET_KEY),
+                        Attribute::KeyType(KeyType::AES),
+                        Attribute::ValueLen(32.into()),
+                        Attribute::Encrypt(true),
+                        Attribute::Decrypt(true),
+                    ]);
+                    s.generate_key(&Mechanism::AesKeyGen, &t)?;
+                }
+                KeyKind::EcdsaP256 | KeyKind::EcdhP256 => {
+                    let sign = kind == KeyKind::EcdsaP256;
+                    let public = [
+                        Attribute::Token(true),
+                        Attribute::Private(false),
+                        Attribute::EcParams(P256_EC_PARAMS.to_vec()),
+                        Attribute::Verify(sign),
+                        Attribute::Label(label.clone()),
+                        Attribute::Id(id.clone()),
+                    ];
+                    let mut private = common.to_vec();
+                    private.extend([Attribute::Sign(sign), Attribute::Derive(!sign)]);
+                    s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(KeyHandle(id))
+    }
+
+    fn wrap_dek(&self, key: KeyRef<'_>, dek: &Dek) -> Result<WrappedDek, KeystoreError> {
+        expect_kind(&key, KeyKind::Aes256Gcm)?;
+        let mut iv = [0u8; 12];
+        os_random(&mut iv)?;
+        let out = self.with_session(|s| {
+            let kek = self.object(s, &key.handle.0, ObjectClass::SECRET_KEY)?;
+            let mut iv = iv;
+            let params = GcmParams::new(&mut iv, &[], 128.into())?;
+            Ok(s.encrypt(&Mechanism::AesGcm(params), kek, dek.expose_secret())?)
+        })?;
+        let (ct, tag) =
+            out.split_at_checked(32).ok_or_else(|| KeystoreError::Internal("short AES-GCM output".into()))?;
+        Ok(WrappedDek {
+            kid: key.kid.to_string(),
+            iv,
+            tag: tag.try_into().map_err(|_| KeystoreError::Internal("AES-GCM tag is not 16 bytes".into()))?,
+            encrypted_key: ct.try_into().map_err(|_| KeystoreError::Internal("wrapped DEK is not 32 bytes".into()))?,
+        })
+    }
+
+    fn unwrap_dek(&self, key: KeyRef<'_>, wrapped: &WrappedDek) -> Result<Dek, KeystoreError> {
+        expect_kind(&key, KeyKind::Aes256Gcm)?;
+        let mut input = [0u8; 48];
+        input[..32].copy_from_slice(&wrapped.encrypted_key);
+        input[32..].copy_from_slice(&wrapped.tag);
+        let plain = self.with_session(|s| {
+            let kek = self.object(s, &key.handle.0, ObjectClass::SECRET_KEY)?;
+            let mut iv = wrapped.iv;
+            let params = GcmParams::new(&mut iv, &[], 128.into())?;
+            match s.decrypt(&Mechanism::AesGcm(params), kek, &input) {
+                Ok(p) => Ok(Zeroizing::new(p)),
+                // Tag mismatch: tokens differ in which code they use for it.
+                Err(CkError::Pkcs11(
+                    RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange | RvError::DataInvalid,
+                    _,
+                )) => Err(KeystoreError::DecryptFailed.into()),
+                // SoftHSM reports a GCM tag mismatch this way, and also an operation attempted
+                // after the login was lost; the session state tells the two apart.
+                Err(e @ CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)) if logged_in(s) => {
+                    let _ = e;
+                    Err(KeystoreError::DecryptFailed.into())
+                }
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        Dek::from_slice(&plain).map_err(|_| KeystoreError::DecryptFailed)
+    }
+
+    fn sign_digest(&self, key: KeyRef<'_>, digest: &[u8; 32]) -> Result<[u8; 64], KeystoreError> {
+        Ok(self.sign_digests(key, std::slice::from_ref(digest))?[0])
+    }
+
+    fn sign_digests(&self, key: KeyRef<'_>, digests: &[[u8; 32]]) -> Result<Vec<[u8; 64]>, KeystoreError> {
+        expect_kind(&key, KeyKind::EcdsaP256)?;
+        let raw = self.with_session(|s| {
+            let sk = self.object(s, &key.handle.0, ObjectClass::PRIVATE_KEY)?;
+            digests.iter().map(|d| Ok(s.sign(&Mechanism::Ecdsa, sk, d)?)).collect::<Result<Vec<Vec<u8>>, OpError>>()
+        })?;
+        raw.iter()
+            .map(|sig| {
+                let sig: &[u8; 64] = sig
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeystoreError::Internal("ECDSA signature is not 64 bytes".into()))?;
+                Ok(vouchsafe_core::jws::normalize_signature(sig)?)
+            })
+            .collect()
+    }
+
+    fn public_key(&self, key: KeyRef<'_>) -> Result<PublicJwk, KeystoreError> {
+        let Some(key_use) = key_use(key.kind) else { return Err(KeystoreError::WrongKeyType) };
+        let public = self.with_session(|s| self.read_public(s, &key.handle.0))?;
+        Ok(PublicJwk::new(public).with_kid(key.kid).with_use(key_use))
+    }
+
+    fn ecdh(&self, key: KeyRef<'_>, peer: &PublicKey) -> Result<SharedSecret, KeystoreError> {
+        expect_kind(&key, KeyKind::EcdhP256)?;
+        let point = PublicJwk::new(*peer).to_sec1_uncompressed();
+        let z = self.with_session(|s| {
+            let sk = self.object(s, &key.handle.0, ObjectClass::PRIVATE_KEY)?;
+            let params = Ecdh1DeriveParams::new(EcKdf::null(), &point);
+            let template = [
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::GENERIC_SECRET),
+                Attribute::ValueLen(32.into()),
+                Attribute::Token(false),
+                Attribute::Sensitive(false),
+                Attribute::Extractable(true),
+            ];
+            let derived = s.derive_key(&Mechanism::Ecdh1Derive(params), sk, &template)?;
+            let value = s.get_attributes(derived, &[AttributeType::Value]);
+            // The derived session object is removed whatever happened to the read.
+            let _ = s.destroy_object(derived);
+            match value?.into_iter().next() {
+                Some(Attribute::Value(z)) => Ok(Zeroizing::new(z)),
+                _ => Err(KeystoreError::Internal("derived secret has no CKA_VALUE".into()).into()),
+            }
+        })?;
+        Ok(SharedSecret::from_slice(&z)?)
+    }
+
+    fn random(&self, out: &mut [u8]) -> Result<(), KeystoreError> {
+        let len = out.len();
+        let bytes = self.with_session(|s| Ok(Zeroizing::new(s.generate_random_vec(len as u32)?)))?;
+        out.copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn health(&self) -> Result<Health, KeystoreError> {
+        let slot = self.find_slot()?;
+        let info = self
+            .ctx
+            .get_token_info(slot)
+            .map_err(|e| KeystoreError::Unavailable(format!("C_GetTokenInfo: {}", ck_name(&e))))?;
+        // A round trip through a logged-in session proves more than the slot list does.
+        let mut probe = [0u8; 8];
+        self.random(&mut probe)?;
+        Ok(Health {
+            provider: "pkcs11",
+            hsm_backed: true,
+            detail: format!(
+                "token '{}' ({} {})",
+                info.label().trim_end(),
+                info.manufacturer_id().trim_end(),
+                info.model().trim_end()
+            ),
+        })
+    }
+}
