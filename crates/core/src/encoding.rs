@@ -39,26 +39,80 @@ pub fn b64d_fixed<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StrictObject(pub BTreeMap<String, Value>);
 
+struct StrictObjectVisitor;
+
 impl<'de> Deserialize<'de> for StrictObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(StrictObjectVisitor)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictObjectVisitor {
+    type Value = StrictObject;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object with unique member names")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, v)) = map.next_entry::<String, StrictValue>()? {
+            if out.contains_key(&k) {
+                return Err(de::Error::custom("duplicate member name"));
+            }
+            out.insert(k, v.0);
+        }
+        Ok(StrictObject(out))
+    }
+}
+
+/// A JSON value in which no object, at any depth, repeats a member name (an `epk`, a JWKS key,
+/// a `status` claim are objects inside objects).
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = StrictObject;
+            type Value = StrictValue;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object with unique member names")
+                f.write_str("a JSON value")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictObject, A::Error> {
-                let mut out = BTreeMap::new();
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    if out.contains_key(&k) {
-                        return Err(de::Error::custom("duplicate member name"));
-                    }
-                    out.insert(k, v);
+            fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
+                Ok(StrictValue(serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v.into())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<StrictValue, E> {
+                Ok(StrictValue(Value::Null))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+                let mut out = alloc::vec::Vec::new();
+                while let Some(StrictValue(v)) = seq.next_element()? {
+                    out.push(v);
                 }
-                Ok(StrictObject(out))
+                Ok(StrictValue(Value::Array(out)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<StrictValue, A::Error> {
+                let obj = StrictObjectVisitor.visit_map(map)?;
+                Ok(StrictValue(Value::Object(obj.0.into_iter().collect())))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_any(V)
     }
 }
 
@@ -101,6 +155,10 @@ mod tests {
     #[test]
     fn duplicate_members_are_refused() {
         assert!(StrictObject::parse(br#"{"alg":"ES256","alg":"none"}"#, "h").is_err());
+        assert!(StrictObject::parse(br#"{"epk":{"x":"a","x":"b"}}"#, "h").is_err(), "nested");
+        assert!(StrictObject::parse(br#"{"a":[{"k":1,"k":2}]}"#, "h").is_err(), "inside arrays");
+        let deep = StrictObject::parse(br#"{"a":[1,-2,1.5,true,null,"s",{"b":{}}]}"#, "h").unwrap();
+        assert_eq!(deep.0["a"][6]["b"], serde_json::json!({}));
         assert!(StrictObject::parse(br#"[1]"#, "h").is_err());
         assert!(StrictObject::parse(br#"{"a":1} x"#, "h").is_err());
         let o = StrictObject::parse(br#"{"a":"b","n":1}"#, "h").unwrap();

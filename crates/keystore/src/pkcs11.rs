@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -116,20 +118,46 @@ impl From<KeystoreError> for OpError {
     }
 }
 
-/// A session on loan from the pool, with what it needs to be returned correctly.
-struct Lease {
-    session: Session,
+/// A session on loan from the pool. Dropping it gives the session back, or, once marked broken,
+/// closes it and resets the pool, so neither a panic nor an early return leaks a slot.
+struct Lease<'a> {
+    store: &'a Pkcs11KeyStore,
+    session: Option<Session>,
     generation: u64,
     slot: Slot,
+    broken: bool,
+}
+
+impl Lease<'_> {
+    #[allow(clippy::expect_used)]
+    fn session(&self) -> &Session {
+        // Invariant: `session` is Some from checkout until drop; only Drop takes it.
+        self.session.as_ref().expect("a lease holds its session until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.store.release(session, self.generation, self.broken);
+        }
+    }
 }
 
 struct Pool {
     idle: Vec<Session>,
     open: usize,
     slot: Option<Slot>,
-    /// Bumped on every reconnect; sessions from an older generation are closed, not reused.
+    /// Bumped on every reconnect; sessions and object handles from an older generation are
+    /// never reused.
     generation: u64,
 }
+
+/// (CKA_ID, class tag) → (pool generation, handle).
+type ObjectCache = HashMap<(Vec<u8>, u8), (u64, ObjectHandle)>;
+
+/// How long an operation waits for a free session before the keystore counts as unavailable.
+const SESSION_WAIT: Duration = Duration::from_secs(30);
 
 /// The PKCS#11 keystore.
 pub struct Pkcs11KeyStore {
@@ -140,8 +168,11 @@ pub struct Pkcs11KeyStore {
     max_sessions: usize,
     pool: Mutex<Pool>,
     freed: Condvar,
-    objects: RwLock<HashMap<(Vec<u8>, u8), ObjectHandle>>,
+    /// Object handles by (CKA_ID, class), tagged with the pool generation they were found in.
+    objects: RwLock<ObjectCache>,
     publics: RwLock<HashMap<Vec<u8>, PublicKey>>,
+    /// Set once the token refuses the PIN: logging in again and again would lock the user PIN.
+    pin_rejected: AtomicBool,
 }
 
 impl fmt::Debug for Pkcs11KeyStore {
@@ -178,11 +209,13 @@ impl Pkcs11KeyStore {
             freed: Condvar::new(),
             objects: RwLock::default(),
             publics: RwLock::default(),
+            pin_rejected: AtomicBool::new(false),
         };
-        let slot = store.find_slot().map_err(|e| match e {
+        let as_config = |e: KeystoreError| match e {
             KeystoreError::Unavailable(m) => KeystoreError::Config(m),
             other => other,
-        })?;
+        };
+        let slot = store.find_slot().map_err(as_config)?;
         let mechanisms = store
             .ctx
             .get_mechanism_list(slot)
@@ -193,11 +226,7 @@ impl Pkcs11KeyStore {
             }
         }
         // Log in now so a wrong PIN fails start-up, not the first request.
-        let session = store.checkout().map_err(|e| match e {
-            KeystoreError::Unavailable(m) => KeystoreError::Config(m),
-            other => other,
-        })?;
-        store.checkin(session);
+        drop(store.checkout().map_err(as_config)?);
         tracing::info!(module = %config.module.display(), token = %config.token_label, "PKCS#11 keystore ready (HSM-backed)");
         Ok(store)
     }
@@ -222,18 +251,27 @@ impl Pkcs11KeyStore {
     }
 
     /// Takes an idle session, or opens and logs in a new one if fewer than `max_sessions` are
-    /// open, or waits for one to be returned.
-    fn checkout(&self) -> Result<Lease, KeystoreError> {
+    /// open, or waits (at most [`SESSION_WAIT`]) for one to come back.
+    fn checkout(&self) -> Result<Lease<'_>, KeystoreError> {
+        if self.pin_rejected.load(Ordering::Relaxed) {
+            return Err(self.pin_error());
+        }
+        let deadline = Instant::now() + SESSION_WAIT;
         let mut pool = self.lock_pool()?;
         loop {
             if let Some(session) = pool.idle.pop() {
                 let slot = pool.slot.ok_or_else(|| KeystoreError::Internal("idle session without a slot".into()))?;
-                return Ok(Lease { session, generation: pool.generation, slot });
+                return Ok(Lease {
+                    store: self,
+                    session: Some(session),
+                    generation: pool.generation,
+                    slot,
+                    broken: false,
+                });
             }
             if pool.open < self.max_sessions {
                 pool.open += 1;
-                let slot = pool.slot;
-                let generation = pool.generation;
+                let (slot, generation) = (pool.slot, pool.generation);
                 drop(pool);
                 let opened = self.open_session(slot);
                 let mut pool = self.lock_pool()?;
@@ -242,7 +280,7 @@ impl Pkcs11KeyStore {
                         if pool.generation == generation {
                             pool.slot = Some(slot);
                         }
-                        Ok(Lease { session, generation, slot })
+                        Ok(Lease { store: self, session: Some(session), generation, slot, broken: false })
                     }
                     Err(e) => {
                         pool.open -= 1;
@@ -251,8 +289,23 @@ impl Pkcs11KeyStore {
                     }
                 };
             }
-            pool = self.freed.wait(pool).map_err(|_| internal("session pool"))?;
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(KeystoreError::Unavailable(format!(
+                    "all {} PKCS#11 sessions stayed busy for {} s",
+                    self.max_sessions,
+                    SESSION_WAIT.as_secs()
+                )));
+            }
+            pool = self.freed.wait_timeout(pool, deadline - now).map_err(|_| internal("session pool"))?.0;
         }
+    }
+
+    fn pin_error(&self) -> KeystoreError {
+        KeystoreError::Config(format!(
+            "the token '{}' refused the PIN (wrong or locked); fix the configuration and restart — not retrying, so the PIN does not lock",
+            self.token_label
+        ))
     }
 
     fn open_session(&self, slot: Option<Slot>) -> Result<(Session, Slot), KeystoreError> {
@@ -266,107 +319,93 @@ impl Pkcs11KeyStore {
             .map_err(|e| KeystoreError::Unavailable(format!("C_OpenSession: {}", ck_name(&e))))?;
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok((session, slot)),
-            Err(CkError::Pkcs11(RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange, _)) => {
-                Err(KeystoreError::Config(format!("the PIN for token '{}' is wrong", self.token_label)))
-            }
-            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                Err(KeystoreError::Config(format!("the user PIN of token '{}' is locked", self.token_label)))
+            Err(CkError::Pkcs11(
+                RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange | RvError::PinLocked,
+                _,
+            )) => {
+                self.pin_rejected.store(true, Ordering::Relaxed);
+                tracing::error!(token = %self.token_label, "the token refused the PIN; no further login attempts");
+                Err(self.pin_error())
             }
             Err(e) => Err(KeystoreError::Unavailable(format!("C_Login: {}", ck_name(&e)))),
         }
     }
 
-    fn checkin(&self, lease: Lease) {
-        if let Ok(mut pool) = self.pool.lock() {
-            if lease.generation == pool.generation {
-                pool.idle.push(lease.session);
-            } else {
+    /// Returns a session to the pool; a broken one instead resets the pool (every idle session
+    /// shares its fate) so the next checkout reconnects from scratch. Sessions are closed after
+    /// the lock is released: closing one on a dead device can block.
+    fn release(&self, session: Session, generation: u64, broken: bool) {
+        let mut to_close = Vec::new();
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if generation != pool.generation {
                 pool.open = pool.open.saturating_sub(1);
-            }
-            self.freed.notify_one();
-        }
-    }
-
-    /// Drops a broken session and every idle one (they share its fate), forgets the slot and
-    /// cached object handles, so the next checkout reconnects from scratch.
-    fn discard_and_reset(&self, lease: Lease) {
-        drop(lease.session);
-        if let Ok(mut pool) = self.pool.lock() {
-            if lease.generation == pool.generation {
+                to_close.push(session);
+            } else if broken {
                 pool.generation += 1;
-                let idle = std::mem::take(&mut pool.idle);
-                pool.open = pool.open.saturating_sub(1 + idle.len());
+                to_close = std::mem::take(&mut pool.idle);
+                pool.open = pool.open.saturating_sub(1 + to_close.len());
                 pool.slot = None;
-                drop(idle);
+                to_close.push(session);
             } else {
-                pool.open = pool.open.saturating_sub(1);
+                pool.idle.push(session);
             }
             self.freed.notify_all();
         }
-        if let Ok(mut o) = self.objects.write() {
-            o.clear();
+        if broken {
+            self.forget_objects();
         }
+        drop(to_close);
     }
 
-    /// Runs `op` on a pooled session. A connection-class failure reconnects and retries once; a
-    /// stale object handle is looked up again and retried once.
-    fn with_session<T>(&self, op: impl Fn(&Session) -> Result<T, OpError>) -> Result<T, KeystoreError> {
+    fn forget_objects(&self) {
+        self.objects.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Runs `op` on a pooled session. A connection-class failure reconnects and retries; a stale
+    /// object handle is looked up again and retried; at most three attempts.
+    fn with_session<T>(&self, op: impl Fn(&Session, u64) -> Result<T, OpError>) -> Result<T, KeystoreError> {
         let mut last = String::new();
         for _attempt in 0..3 {
-            let session = self.checkout()?;
-            match op(&session.session) {
-                Ok(v) => {
-                    self.checkin(session);
-                    return Ok(v);
-                }
+            let mut lease = self.checkout()?;
+            match op(lease.session(), lease.generation) {
+                Ok(v) => return Ok(v),
                 Err(OpError::Ck(e))
                     if is_connection_error(&e)
                         || (matches!(e, CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _))
-                            && !logged_in(&session.session)) =>
+                            && !logged_in(lease.session())) =>
                 {
                     tracing::warn!(error = %ck_name(&e), "PKCS#11 session lost; reconnecting");
                     last = ck_name(&e);
-                    self.discard_and_reset(session);
+                    lease.broken = true;
                 }
                 Err(OpError::Ck(e)) if is_stale_object(&e) => {
                     last = ck_name(&e);
-                    self.checkin(session);
-                    if let Ok(mut o) = self.objects.write() {
-                        o.clear();
-                    }
+                    self.forget_objects();
                 }
-                Err(OpError::Ck(e)) => {
-                    self.checkin(session);
-                    return Err(KeystoreError::Internal(ck_name(&e)));
-                }
+                Err(OpError::Ck(e)) => return Err(KeystoreError::Internal(ck_name(&e))),
                 Err(OpError::Ks(KeystoreError::KeyNotFound)) => {
                     // A missing object may mean the token itself went away or came back in
                     // another slot: ask the slot list before calling the key missing.
                     match self.find_slot() {
-                        Ok(slot) if slot == session.slot => {
-                            self.checkin(session);
-                            return Err(KeystoreError::KeyNotFound);
-                        }
+                        Ok(slot) if slot == lease.slot => return Err(KeystoreError::KeyNotFound),
                         Ok(_) => {
                             last = "token moved to another slot".into();
-                            self.discard_and_reset(session);
+                            lease.broken = true;
                         }
                         Err(e) => {
-                            self.discard_and_reset(session);
+                            lease.broken = true;
                             return Err(e);
                         }
                     }
                 }
-                Err(OpError::Ks(e)) => {
-                    self.checkin(session);
-                    return Err(e);
-                }
+                Err(OpError::Ks(e)) => return Err(e),
             }
         }
         Err(KeystoreError::Unavailable(last))
     }
 
-    fn object(&self, s: &Session, id: &[u8], class: ObjectClass) -> Result<ObjectHandle, OpError> {
+    fn object(&self, s: &Session, generation: u64, id: &[u8], class: ObjectClass) -> Result<ObjectHandle, OpError> {
         // ObjectClass is not Hash; the three classes used here get a tag each.
         let tag = if class == ObjectClass::SECRET_KEY {
             0
@@ -376,7 +415,9 @@ impl Pkcs11KeyStore {
             2
         };
         let key = (id.to_vec(), tag);
-        if let Some(h) = self.objects.read().map_err(|_| internal("object cache"))?.get(&key) {
+        if let Some((g, h)) = self.objects.read().map_err(|_| internal("object cache"))?.get(&key)
+            && *g == generation
+        {
             return Ok(*h);
         }
         let found = s.find_objects(&[Attribute::Class(class), Attribute::Id(id.to_vec())])?;
@@ -388,15 +429,15 @@ impl Pkcs11KeyStore {
             }
             return Err(KeystoreError::KeyNotFound.into());
         };
-        self.objects.write().map_err(|_| internal("object cache"))?.insert(key, h);
+        self.objects.write().map_err(|_| internal("object cache"))?.insert(key, (generation, h));
         Ok(h)
     }
 
-    fn read_public(&self, s: &Session, id: &[u8]) -> Result<PublicKey, OpError> {
+    fn read_public(&self, s: &Session, generation: u64, id: &[u8]) -> Result<PublicKey, OpError> {
         if let Some(p) = self.publics.read().map_err(|_| internal("public key cache"))?.get(id) {
             return Ok(*p);
         }
-        let h = self.object(s, id, ObjectClass::PUBLIC_KEY)?;
+        let h = self.object(s, generation, id, ObjectClass::PUBLIC_KEY)?;
         let attrs = s.get_attributes(h, &[AttributeType::EcPoint])?;
         let Some(Attribute::EcPoint(der)) = attrs.into_iter().next() else {
             return Err(KeystoreError::Internal("public key has no CKA_EC_POINT".into()).into());
@@ -429,9 +470,11 @@ impl KeyStore for Pkcs11KeyStore {
     }
 
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError> {
-        let id = new_id()?;
         let label = kid.as_bytes().to_vec();
-        self.with_session(|s| {
+        let id = self.with_session(|s, _| {
+            // A fresh id per attempt: if a retried call had in fact succeeded, its object keeps
+            // its own id instead of making this one ambiguous.
+            let id = new_id()?;
             let common = [
                 Attribute::Token(true),
                 Attribute::Private(true),
@@ -467,7 +510,7 @@ impl KeyStore for Pkcs11KeyStore {
                     s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
                 }
             }
-            Ok(())
+            Ok(id)
         })?;
         Ok(KeyHandle(id))
     }
@@ -476,8 +519,8 @@ impl KeyStore for Pkcs11KeyStore {
         expect_kind(&key, KeyKind::Aes256Gcm)?;
         let mut iv = [0u8; 12];
         os_random(&mut iv)?;
-        let out = self.with_session(|s| {
-            let kek = self.object(s, &key.handle.0, ObjectClass::SECRET_KEY)?;
+        let out = self.with_session(|s, g| {
+            let kek = self.object(s, g, &key.handle.0, ObjectClass::SECRET_KEY)?;
             let mut iv = iv;
             let params = GcmParams::new(&mut iv, &[], 128.into())?;
             Ok(s.encrypt(&Mechanism::AesGcm(params), kek, dek.expose_secret())?)
@@ -497,8 +540,8 @@ impl KeyStore for Pkcs11KeyStore {
         let mut input = [0u8; 48];
         input[..32].copy_from_slice(&wrapped.encrypted_key);
         input[32..].copy_from_slice(&wrapped.tag);
-        let plain = self.with_session(|s| {
-            let kek = self.object(s, &key.handle.0, ObjectClass::SECRET_KEY)?;
+        let plain = self.with_session(|s, g| {
+            let kek = self.object(s, g, &key.handle.0, ObjectClass::SECRET_KEY)?;
             let mut iv = wrapped.iv;
             let params = GcmParams::new(&mut iv, &[], 128.into())?;
             match s.decrypt(&Mechanism::AesGcm(params), kek, &input) {
@@ -526,8 +569,8 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn sign_digests(&self, key: KeyRef<'_>, digests: &[[u8; 32]]) -> Result<Vec<[u8; 64]>, KeystoreError> {
         expect_kind(&key, KeyKind::EcdsaP256)?;
-        let raw = self.with_session(|s| {
-            let sk = self.object(s, &key.handle.0, ObjectClass::PRIVATE_KEY)?;
+        let raw = self.with_session(|s, g| {
+            let sk = self.object(s, g, &key.handle.0, ObjectClass::PRIVATE_KEY)?;
             digests.iter().map(|d| Ok(s.sign(&Mechanism::Ecdsa, sk, d)?)).collect::<Result<Vec<Vec<u8>>, OpError>>()
         })?;
         raw.iter()
@@ -543,15 +586,15 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn public_key(&self, key: KeyRef<'_>) -> Result<PublicJwk, KeystoreError> {
         let Some(key_use) = key_use(key.kind) else { return Err(KeystoreError::WrongKeyType) };
-        let public = self.with_session(|s| self.read_public(s, &key.handle.0))?;
+        let public = self.with_session(|s, g| self.read_public(s, g, &key.handle.0))?;
         Ok(PublicJwk::new(public).with_kid(key.kid).with_use(key_use))
     }
 
     fn ecdh(&self, key: KeyRef<'_>, peer: &PublicKey) -> Result<SharedSecret, KeystoreError> {
         expect_kind(&key, KeyKind::EcdhP256)?;
         let point = PublicJwk::new(*peer).to_sec1_uncompressed();
-        let z = self.with_session(|s| {
-            let sk = self.object(s, &key.handle.0, ObjectClass::PRIVATE_KEY)?;
+        let z = self.with_session(|s, g| {
+            let sk = self.object(s, g, &key.handle.0, ObjectClass::PRIVATE_KEY)?;
             let params = Ecdh1DeriveParams::new(EcKdf::null(), &point);
             let template = [
                 Attribute::Class(ObjectClass::SECRET_KEY),
@@ -575,7 +618,10 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn random(&self, out: &mut [u8]) -> Result<(), KeystoreError> {
         let len = out.len();
-        let bytes = self.with_session(|s| Ok(Zeroizing::new(s.generate_random_vec(len as u32)?)))?;
+        if len > 1 << 20 {
+            return Err(KeystoreError::InvalidInput("at most 1 MiB of random bytes per call"));
+        }
+        let bytes = self.with_session(|s, _| Ok(Zeroizing::new(s.generate_random_vec(len as u32)?)))?;
         out.copy_from_slice(&bytes);
         Ok(())
     }

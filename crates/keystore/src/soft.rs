@@ -16,7 +16,7 @@ use vouchsafe_core::jwe::{gcm_open, gcm_seal, gcmkw_unwrap, gcmkw_wrap};
 use vouchsafe_core::p256::ecdsa::SigningKey;
 use vouchsafe_core::p256::elliptic_curve::Generate;
 use vouchsafe_core::p256::{PublicKey, SecretKey};
-use vouchsafe_core::rand_core::{TryRng, UnwrapErr};
+use vouchsafe_core::rand_core::TryRng;
 use vouchsafe_core::{Dek, KeyAgreement, PublicJwk, SharedSecret, Signer, WrappedDek};
 use zeroize::Zeroizing;
 
@@ -53,7 +53,11 @@ impl fmt::Debug for SoftKeyStore {
 impl SoftKeyStore {
     /// A keystore over the given master key (tests, or keys from elsewhere).
     pub fn from_master_key(master: [u8; 32], source: impl Into<String>) -> Self {
-        SoftKeyStore { master: Zeroizing::new(master), source: source.into(), cache: RwLock::default() }
+        Self::with_master(Zeroizing::new(master), source.into())
+    }
+
+    fn with_master(master: Zeroizing<[u8; 32]>, source: String) -> Self {
+        SoftKeyStore { master, source, cache: RwLock::default() }
     }
 
     /// Opens the keystore configured by `config`: the master key from `master_key_env` if set,
@@ -66,17 +70,18 @@ impl SoftKeyStore {
             })?);
             let key = decode_master(value.trim())
                 .ok_or_else(|| KeystoreError::Config(format!("{var} must hold 32 bytes, base64url")))?;
-            return Ok(Self::from_master_key(*key, format!("environment variable {var}")));
+            return Ok(Self::with_master(key, format!("environment variable {var}")));
         }
         let path = config.master_key_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_MASTER_KEY_FILE));
         let key = load_or_create_master_file(&path)?;
-        Ok(Self::from_master_key(*key, format!("file {}", path.display())))
+        Ok(Self::with_master(key, format!("file {}", path.display())))
     }
 
     fn key(&self, key: &KeyRef<'_>) -> Result<Arc<SoftKey>, KeystoreError> {
         let cache_key = (key.kid.to_string(), key.handle.0.clone());
         if let Some(k) = self.cache.read().map_err(poisoned)?.get(&cache_key) {
-            return Ok(k.clone());
+            // The kind is sealed in the handle; a cache hit must honour it as a miss would.
+            return if k.kind() == key.kind { Ok(k.clone()) } else { Err(KeystoreError::WrongKeyType) };
         }
         let h = &key.handle.0;
         if h.len() != HANDLE_LEN || &h[..4] != HANDLE_MAGIC {
@@ -106,6 +111,16 @@ impl SoftKeyStore {
     }
 }
 
+impl SoftKey {
+    fn kind(&self) -> KeyKind {
+        match self {
+            SoftKey::Aes(_) => KeyKind::Aes256Gcm,
+            SoftKey::Ecdh(_) => KeyKind::EcdhP256,
+            SoftKey::Ecdsa(_) => KeyKind::EcdsaP256,
+        }
+    }
+}
+
 fn kind_byte(kind: KeyKind) -> u8 {
     match kind {
         KeyKind::Aes256Gcm => 0,
@@ -118,8 +133,8 @@ fn poisoned<T>(_: T) -> KeystoreError {
     KeystoreError::Internal("soft keystore cache lock poisoned".into())
 }
 
-fn rng() -> UnwrapErr<SysRng> {
-    UnwrapErr(SysRng)
+fn no_rng(e: getrandom::Error) -> KeystoreError {
+    KeystoreError::Unavailable(format!("OS random number generator: {e}"))
 }
 
 fn decode_master(text: &str) -> Option<Zeroizing<[u8; 32]>> {
@@ -131,11 +146,15 @@ fn decode_master(text: &str) -> Option<Zeroizing<[u8; 32]>> {
 fn load_or_create_master_file(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
     let cfg = |what: String| KeystoreError::Config(format!("master key file {}: {what}", path.display()));
     match fs::metadata(path) {
-        Ok(meta) => {
+        Ok(_) => {
+            // Check the permissions of the file actually opened (fstat), not of the path.
+            let mut f = fs::File::open(path).map_err(|e| cfg(e.kind().to_string()))?;
+            let meta = f.metadata().map_err(|e| cfg(e.kind().to_string()))?;
             if meta.permissions().mode() & 0o077 != 0 {
                 return Err(cfg("must not be readable by group or others (chmod 600)".into()));
             }
-            let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| cfg(e.kind().to_string()))?);
+            let mut text = Zeroizing::new(String::new());
+            std::io::Read::read_to_string(&mut f, &mut text).map_err(|e| cfg(e.kind().to_string()))?;
             decode_master(text.trim()).ok_or_else(|| cfg("must hold 32 bytes, base64url".into()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -175,8 +194,12 @@ impl KeyStore for SoftKeyStore {
         let mut secret = Zeroizing::new([0u8; 32]);
         match kind {
             KeyKind::Aes256Gcm => os_random(&mut secret[..])?,
-            KeyKind::EcdhP256 => secret.copy_from_slice(&SecretKey::generate_from_rng(&mut rng()).to_bytes()),
-            KeyKind::EcdsaP256 => secret.copy_from_slice(&SigningKey::generate_from_rng(&mut rng()).to_bytes()),
+            KeyKind::EcdhP256 => {
+                secret.copy_from_slice(&SecretKey::try_generate_from_rng(&mut SysRng).map_err(no_rng)?.to_bytes())
+            }
+            KeyKind::EcdsaP256 => {
+                secret.copy_from_slice(&SigningKey::try_generate_from_rng(&mut SysRng).map_err(no_rng)?.to_bytes())
+            }
         }
         let mut body = Zeroizing::new([0u8; 33]);
         body[0] = kind_byte(kind);
