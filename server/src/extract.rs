@@ -1,0 +1,66 @@
+//! Extractors whose rejections use the API's error shape.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::db::AuditEntry;
+use crate::error::AppError;
+
+/// A JSON body; malformed, mistyped, oversized or non-JSON bodies get the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(JsonRejection::JsonDataError(e)) => Err(AppError::invalid(e.body_text())),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(AppError::invalid(e.body_text())),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send Content-Type: application/json",
+            )),
+            Err(JsonRejection::BytesRejection(e)) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"))
+            }
+            Err(e) => Err(AppError::invalid(e.body_text())),
+        }
+    }
+}
+
+/// The authenticated caller. A missing or unknown token is refused with 401, and the refusal is
+/// written to the audit log.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
+        let caller = token.map(str::trim).filter(|t| !t.is_empty()).and_then(|t| state.tokens().authenticate(t));
+        match caller {
+            Some(c) => Ok(Authenticated(c)),
+            None => {
+                let reason = if token.is_some() { "unknown or invalid token" } else { "no bearer token" };
+                state
+                    .audit(AuditEntry {
+                        actor: "anonymous".into(),
+                        action: format!("http {} {}", parts.method, parts.uri.path()),
+                        target: parts.uri.path().into(),
+                        outcome: "denied".into(),
+                        detail: Some(serde_json::json!({ "reason": reason })),
+                    })
+                    .await?;
+                Err(AppError::unauthenticated(format!("{reason}: send Authorization: Bearer <token>")))
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+mod extract;
+pub mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use vouchsafe_core::PublicJwk;
+use vouchsafe_keystore::{KeyRef, KeyStore};
+
+pub use config::Config;
+pub use extract::{ApiJson, Authenticated};
+
+use crate::audit::AuditLog;
+use crate::auth::TokenTable;
+use crate::db::{AuditEntry, Db, KeyRecord, VersionRecord};
+use crate::error::{AppError, AppResult};
+
+/// How long a key's versions are cached. Other instances see a rotation or a state change
+/// within this time; the instance that made it sees it at once.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: Db,
+    keystore: Arc<dyn KeyStore>,
+    audit: AuditLog,
+    tokens: TokenTable,
+    keys: RwLock<HashMap<String, (Instant, Arc<KeyRecord>)>>,
+    /// Public keys by kid: a version's public key never changes, so no expiry.
+    publics: RwLock<HashMap<String, PublicJwk>>,
+}
+
+impl AppState {
+    /// Builds the state; starts the audit writer on the current runtime.
+    pub fn new(config: Config, db: Db, keystore: Arc<dyn KeyStore>, tokens: TokenTable) -> Self {
+        let audit = AuditLog::start(db.clone());
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                keystore,
+                audit,
+                tokens,
+                keys: RwLock::default(),
+                publics: RwLock::default(),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The keystore.
+    pub fn keystore(&self) -> &Arc<dyn KeyStore> {
+        &self.inner.keystore
+    }
+
+    /// Static tokens.
+    pub fn tokens(&self) -> &TokenTable {
+        &self.inner.tokens
+    }
+
+    /// Appends an audit entry and waits for it to be committed.
+    pub async fn audit(&self, entry: AuditEntry) -> AppResult<()> {
+        self.inner.audit.record(entry).await
+    }
+
+    /// A key with its versions, from a short-lived cache.
+    pub async fn key(&self, name: &str) -> AppResult<Arc<KeyRecord>> {
+        if let Some((at, rec)) = self.inner.keys.read().map_err(|_| AppError::internal("key cache poisoned"))?.get(name)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(rec.clone());
+        }
+        let rec =
+            Arc::new(self.db().key(name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?);
+        self.inner
+            .keys
+            .write()
+            .map_err(|_| AppError::internal("key cache poisoned"))?
+            .insert(name.to_string(), (Instant::now(), rec.clone()));
+        Ok(rec)
+    }
+
+    /// Forgets a cached key after this instance changed it.
+    pub fn invalidate_key(&self, name: &str) {
+        if let Ok(mut k) = self.inner.keys.write() {
+            k.remove(name);
+        }
+    }
+
+    /// The public JWK of an EC key version (`kid`, `use` and `alg` set), cached.
+    pub async fn public_jwk(&self, key: &KeyRecord, v: &VersionRecord) -> AppResult<PublicJwk> {
+        if let Some(j) =
+            self.inner.publics.read().map_err(|_| AppError::internal("public key cache poisoned"))?.get(&v.kid)
+        {
+            return Ok(j.clone());
+        }
+        let (kid, kind, handle) = (v.kid.clone(), key.kind, v.handle.clone());
+        let jwk = self.keystore_call(move |ks| ks.public_key(KeyRef { kid: &kid, kind, handle: &handle })).await?;
+        self.inner
+            .publics
+            .write()
+            .map_err(|_| AppError::internal("public key cache poisoned"))?
+            .insert(v.kid.clone(), jwk.clone());
+        Ok(jwk)
+    }
+
+    /// Runs a blocking keystore call off the async runtime.
+    pub async fn keystore_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn KeyStore) -> Result<T, vouchsafe_keystore::KeystoreError> + Send + 'static,
+    ) -> AppResult<T> {
+        let ks = self.inner.keystore.clone();
+        tokio::task::spawn_blocking(move || f(&*ks)).await.map_err(AppError::internal)?.map_err(AppError::from)
+    }
+}
+
+/// The whole HTTP API.
+pub fn app(state: AppState) -> Router {
+    routes::router(state)
+}

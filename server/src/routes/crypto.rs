@@ -1,0 +1,365 @@
+//! Data keys, unwrap, decrypt (both JWE modes, single and batch), rewrap, public keys.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use getrandom::SysRng;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vouchsafe_core::jwe::{ALG_A256GCMKW, ALG_ECDH_ES_A256KW};
+use vouchsafe_core::rand_core::UnwrapErr;
+use vouchsafe_core::{DataKey, Dek, Jwe, PublicJwk, WrappedDek, b64e, seal_to_public_key};
+use vouchsafe_keystore::{KeyKind, KeyRef};
+
+use super::{BATCH_BODY_LIMIT, MAX_ITEMS, authorize, ok_entry};
+use crate::auth::{KeyPattern, Permission};
+use crate::db::{KeyRecord, VersionRecord, VersionState};
+use crate::error::{AppError, AppResult};
+use crate::{ApiJson, AppState, Authenticated};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys/{name}/datakey", post(datakey))
+        .route("/v1/keys/{name}/unwrap", post(unwrap))
+        .route("/v1/keys/{name}/decrypt", post(decrypt).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)))
+        .route("/v1/keys/{name}/rewrap", post(rewrap).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)))
+        .route("/v1/keys/{name}/public", get(public))
+}
+
+fn encrypt_perm(name: &str) -> Permission {
+    Permission::KeysEncrypt(KeyPattern::Name(name.into()))
+}
+
+fn decrypt_perm(name: &str) -> Permission {
+    Permission::KeysDecrypt(KeyPattern::Name(name.into()))
+}
+
+fn version_ref(v: &VersionRecord, kind: KeyKind) -> (String, KeyKind, vouchsafe_keystore::KeyHandle) {
+    (v.kid.clone(), kind, v.handle.clone())
+}
+
+/// The current version of an AES key, which must be active.
+fn current_aes(rec: &KeyRecord) -> AppResult<&VersionRecord> {
+    if rec.kind != KeyKind::Aes256Gcm {
+        return Err(AppError::invalid(format!(
+            "'{}' is a {} key; data keys come from aes256-gcm keys",
+            rec.name,
+            rec.kind.as_str()
+        )));
+    }
+    let v = rec.current().ok_or_else(|| AppError::internal("key has no current version"))?;
+    if v.state != VersionState::Active {
+        return Err(AppError::conflict("the current version is not active"));
+    }
+    Ok(v)
+}
+
+async fn wrap_new_dek(state: &AppState, rec: &KeyRecord) -> AppResult<(Dek, WrappedDek)> {
+    let (kid, kind, handle) = version_ref(current_aes(rec)?, rec.kind);
+    let dek = Dek::generate(&mut UnwrapErr(SysRng));
+    let d = dek.clone();
+    let wrapped = state.keystore_call(move |ks| ks.wrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &d)).await?;
+    Ok((dek, wrapped))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataKeyRequest {
+    #[serde(default = "yes")]
+    plaintext: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn datakey(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, encrypt_perm(&name), "keys.datakey", &name).await?;
+    // The body is optional: none, `{}` and `{"plaintext":false}` are all fine.
+    let req: DataKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DataKeyRequest { plaintext: true }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AppError::invalid(format!("invalid datakey request: {e}")))?
+    };
+    let rec = state.key(&name).await?;
+    let (dek, wrapped) = wrap_new_dek(&state, &rec).await?;
+    state
+        .audit(ok_entry(&caller, "keys.datakey", &wrapped.kid, (!req.plaintext).then(|| json!({ "plaintext": false }))))
+        .await?;
+    let mut out = json!({
+        "kid": wrapped.kid,
+        "header": Value::Object(wrapped.header()),
+        "encrypted_key": wrapped.encrypted_key_b64(),
+    });
+    if req.plaintext {
+        out["plaintext"] = b64e(dek.expose_secret()).into();
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnwrapRequest {
+    header: Value,
+    encrypted_key: String,
+}
+
+async fn unwrap(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UnwrapRequest>,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, decrypt_perm(&name), "keys.unwrap", &name).await?;
+    let wrapped = WrappedDek::from_header(&req.header, &req.encrypted_key)?;
+    let (rec, v) = resolve(&state, &name, &wrapped.kid, false).await?;
+    let (kid, kind, handle) = version_ref(&v, rec.kind);
+    let dek =
+        state.keystore_call(move |ks| ks.unwrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &wrapped)).await?;
+    state.audit(ok_entry(&caller, "keys.unwrap", &v.kid, None)).await?;
+    Ok(Json(json!({ "plaintext": b64e(dek.expose_secret()) })))
+}
+
+/// Finds the key version a kid names, checking it belongs to the key in the path (or, for data
+/// sealed offline, to that key's `<name>-seal` companion) and is not disabled.
+async fn resolve(
+    state: &AppState,
+    path_name: &str,
+    kid: &str,
+    allow_seal: bool,
+) -> AppResult<(Arc<KeyRecord>, VersionRecord)> {
+    let (key_name, version) = vouchsafe_core::kid::parse(kid)
+        .ok_or_else(|| AppError::invalid(format!("kid '{kid}' is not of the form <name>.v<version>")))?;
+    let seal_name = format!("{path_name}-seal");
+    if key_name != path_name && !(allow_seal && key_name == seal_name) {
+        return Err(AppError::invalid(format!("kid '{kid}' belongs to key '{key_name}', not '{path_name}'")));
+    }
+    let rec = state.key(key_name).await?;
+    let v = rec.version(version).ok_or_else(|| AppError::not_found(format!("no key version '{kid}'")))?.clone();
+    if v.state == VersionState::Disabled {
+        return Err(AppError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "key_disabled",
+            format!("key version '{kid}' is disabled"),
+        ));
+    }
+    Ok((rec, v))
+}
+
+/// What opening one JWE yields.
+struct Opened {
+    plaintext: Vec<u8>,
+    kid: String,
+    ctx: Option<String>,
+    key: Arc<KeyRecord>,
+}
+
+/// Opens a JWE of either mode with the keystore doing the key step.
+async fn open_one(state: &AppState, path_name: &str, compact: &str, ctx: Option<&str>) -> AppResult<Opened> {
+    let jwe = Jwe::parse(compact)?;
+    jwe.check_context(ctx)?;
+    let kid = jwe.header().kid().ok_or_else(|| AppError::invalid("the JWE has no kid"))?.to_string();
+    let (rec, v) = resolve(state, path_name, &kid, true).await?;
+    let header_ctx = jwe.header().ctx().map(String::from);
+    let (vkid, kind, handle) = version_ref(&v, rec.kind);
+    let plaintext = match (jwe.header().alg(), rec.kind) {
+        (ALG_A256GCMKW, KeyKind::Aes256Gcm) => {
+            let wrapped = jwe.wrapped_dek().ok_or(vouchsafe_core::Error::Malformed("encrypted_key"))?;
+            let dek = state
+                .keystore_call(move |ks| ks.unwrap_dek(KeyRef { kid: &vkid, kind, handle: &handle }, &wrapped))
+                .await?;
+            jwe.decrypt(&dek)?
+        }
+        (ALG_ECDH_ES_A256KW, KeyKind::EcdhP256) => {
+            let epk = *jwe.header().epk().ok_or(vouchsafe_core::Error::Malformed("epk"))?;
+            let z = state.keystore_call(move |ks| ks.ecdh(KeyRef { kid: &vkid, kind, handle: &handle }, &epk)).await?;
+            let cek = jwe.cek_from_shared_secret(&z)?;
+            jwe.decrypt(&cek)?
+        }
+        (alg, kind) => {
+            return Err(AppError::invalid(format!("a {alg} JWE cannot be opened with a {} key", kind.as_str())));
+        }
+    };
+    Ok(Opened { plaintext, kid, ctx: header_ctx, key: rec })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Item {
+    jwe: String,
+    ctx: Option<String>,
+}
+
+/// `{"jwe","ctx"?}` or `{"items":[…]}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    Many { items: Vec<Item> },
+    One(Item),
+}
+
+impl OneOrMany {
+    fn into_items(self) -> AppResult<(Vec<Item>, bool)> {
+        match self {
+            OneOrMany::One(i) => Ok((vec![i], false)),
+            OneOrMany::Many { items } if items.is_empty() => Err(AppError::invalid("items is empty")),
+            OneOrMany::Many { items } if items.len() > MAX_ITEMS => {
+                Err(AppError::invalid(format!("at most {MAX_ITEMS} items per request")))
+            }
+            OneOrMany::Many { items } => Ok((items, true)),
+        }
+    }
+}
+
+fn error_item(e: &AppError) -> Value {
+    json!({ "error": { "code": e.code, "message": e.message } })
+}
+
+/// The decrypted bytes (base64url), and the same as text when they are UTF-8.
+fn plaintext_view(p: &[u8]) -> Value {
+    let mut v = json!({ "plaintext": b64e(p) });
+    if let Ok(text) = std::str::from_utf8(p) {
+        v["text"] = text.into();
+    }
+    v
+}
+
+/// An operational failure (keystore or database down) fails the whole request; a bad item
+/// only its own slot.
+fn is_operational(e: &AppError) -> bool {
+    e.status.is_server_error()
+}
+
+async fn decrypt(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<OneOrMany>,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, decrypt_perm(&name), "keys.decrypt", &name).await?;
+    let (items, batch) = req.into_items()?;
+    let mut results = Vec::with_capacity(items.len());
+    let (mut kids, mut ctxs, mut failed) = (std::collections::BTreeSet::new(), Vec::new(), 0usize);
+    for item in &items {
+        match open_one(&state, &name, &item.jwe, item.ctx.as_deref()).await {
+            Ok(o) => {
+                kids.insert(o.kid);
+                if let Some(c) = o.ctx {
+                    ctxs.push(c);
+                }
+                results.push(Ok(o.plaintext));
+            }
+            Err(e) if is_operational(&e) => return Err(e),
+            Err(e) => {
+                failed += 1;
+                results.push(Err(e));
+            }
+        }
+    }
+    // Who decrypted what: the key versions and the caller-chosen contexts (record references,
+    // never values) of everything opened.
+    ctxs.truncate(100);
+    let detail = json!({ "count": items.len(), "failed": failed, "kids": kids, "ctx": ctxs });
+    let outcome_ok = failed < items.len();
+    let mut entry = ok_entry(&caller, "keys.decrypt", &name, Some(detail));
+    if !outcome_ok {
+        entry.outcome =
+            format!("error:{}", results.iter().find_map(|r| r.as_ref().err()).map(|e| e.code).unwrap_or("unknown"));
+    }
+    state.audit(entry).await?;
+    if !batch {
+        return match results.pop() {
+            Some(Ok(p)) => Ok(Json(plaintext_view(&p))),
+            Some(Err(e)) => Err(e),
+            None => Err(AppError::internal("no result")),
+        };
+    }
+    let items: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            Ok(p) => plaintext_view(p),
+            Err(e) => error_item(e),
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn rewrap(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<OneOrMany>,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, decrypt_perm(&name), "keys.rewrap", &name).await?;
+    let (items, batch) = req.into_items()?;
+    let mut results: Vec<AppResult<String>> = Vec::with_capacity(items.len());
+    let mut failed = 0usize;
+    for item in &items {
+        let res = async {
+            let opened = open_one(&state, &name, &item.jwe, item.ctx.as_deref()).await?;
+            reseal(&state, &opened).await
+        }
+        .await;
+        match res {
+            Err(e) if is_operational(&e) => return Err(e),
+            Err(e) => {
+                failed += 1;
+                results.push(Err(e));
+            }
+            Ok(jwe) => results.push(Ok(jwe)),
+        }
+    }
+    state
+        .audit(ok_entry(&caller, "keys.rewrap", &name, Some(json!({ "count": items.len(), "failed": failed }))))
+        .await?;
+    if !batch {
+        return match results.pop() {
+            Some(Ok(jwe)) => Ok(Json(json!({ "jwe": jwe }))),
+            Some(Err(e)) => Err(e),
+            None => Err(AppError::internal("no result")),
+        };
+    }
+    let items: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            Ok(jwe) => json!({ "jwe": jwe }),
+            Err(e) => error_item(e),
+        })
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+/// Seals opened data again under the current version of the key that held it, with the same
+/// context. The plaintext never leaves the server.
+async fn reseal(state: &AppState, o: &Opened) -> AppResult<String> {
+    let key = state.key(&o.key.name).await?;
+    let mut rng = UnwrapErr(SysRng);
+    match key.kind {
+        KeyKind::Aes256Gcm => {
+            let (dek, wrapped) = wrap_new_dek(state, &key).await?;
+            Ok(DataKey::new(dek, wrapped).seal(&o.plaintext, o.ctx.as_deref(), &mut rng)?)
+        }
+        KeyKind::EcdhP256 => {
+            let v = key.current().ok_or_else(|| AppError::internal("key has no current version"))?;
+            let jwk: PublicJwk = state.public_jwk(&key, v).await?;
+            Ok(seal_to_public_key(&jwk, &o.plaintext, o.ctx.as_deref(), &mut rng)?)
+        }
+        KeyKind::EcdsaP256 => Err(AppError::invalid("signing keys hold no sealed data")),
+    }
+}
+
+async fn public(State(state): State<AppState>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+    let rec = state.key(&name).await?;
+    if rec.kind == KeyKind::Aes256Gcm {
+        return Err(AppError::not_found(format!("'{name}' is a symmetric key; it has no public key")));
+    }
+    let v = rec.current().ok_or_else(|| AppError::internal("key has no current version"))?;
+    Ok(Json(serde_json::to_value(state.public_jwk(&rec, v).await?).map_err(AppError::internal)?))
+}

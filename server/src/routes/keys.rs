@@ -1,0 +1,174 @@
+//! Key administration: create, list, show, rotate, set a version's state. Every change and its
+//! audit entry commit in one transaction.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vouchsafe_keystore::KeyKind;
+
+use super::{authorize, key_view, ok_entry};
+use crate::auth::{Caller, Permission};
+use crate::db::{VersionRecord, VersionState, now_ms};
+use crate::error::{AppError, AppResult};
+use crate::{ApiJson, AppState, Authenticated};
+
+/// Key administration routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/keys", post(create).get(list))
+        .route("/v1/keys/{name}", get(show))
+        .route("/v1/keys/{name}/rotate", post(rotate))
+        .route("/v1/keys/{name}/versions/{version}/state", post(set_state))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    ApiJson(req): ApiJson<CreateKey>,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    authorize(&state, &caller, Permission::KeysAdmin, "keys.create", &req.name).await?;
+    let rec = create_key(&state, &caller, &req.name, &req.kind).await?;
+    Ok((StatusCode::CREATED, Json(key_view(&rec))))
+}
+
+/// Creates key `name` of type `kind` with its first version (HTTP handler and CLI).
+pub async fn create_key(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    kind: &str,
+) -> AppResult<std::sync::Arc<crate::db::KeyRecord>> {
+    let req = CreateKey { name: name.into(), kind: kind.into() };
+    if !vouchsafe_core::kid::valid_name(&req.name) {
+        return Err(AppError::invalid("a key name is 1–64 of a-z, 0-9, '-', '_', starting with a letter"));
+    }
+    let kind = KeyKind::parse(&req.kind)
+        .ok_or_else(|| AppError::invalid("type must be aes256-gcm, ecdh-p256 or ecdsa-p256"))?;
+    if state.db().key(&req.name).await?.is_some() {
+        return Err(AppError::conflict(format!("key '{}' already exists", req.name)));
+    }
+    let kid = vouchsafe_core::kid::format(&req.name, 1);
+    let k = kid.clone();
+    let handle = state.keystore_call(move |ks| ks.generate(&k, kind)).await?;
+    let now = now_ms() / 1000;
+    let v = VersionRecord { version: 1, kid: kid.clone(), state: VersionState::Active, handle, created_at: now };
+    let mut tx = state.db().begin().await?;
+    tx.insert_key(&req.name, kind, &v).await?;
+    tx.append_audit(&[ok_entry(caller, "keys.create", &kid, Some(json!({ "type": kind.as_str() })))]).await?;
+    tx.commit().await?;
+    state.invalidate_key(&req.name);
+    state.key(&req.name).await
+}
+
+async fn list(State(state): State<AppState>, Authenticated(caller): Authenticated) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, Permission::KeysAdmin, "keys.list", "*").await?;
+    let mut keys = Vec::new();
+    for name in state.db().key_names().await? {
+        if let Some(k) = state.db().key(&name).await? {
+            keys.push(key_view(&k));
+        }
+    }
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, Permission::KeysAdmin, "keys.show", &name).await?;
+    let k = state.db().key(&name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
+    Ok(Json(key_view(&k)))
+}
+
+async fn rotate(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(name): Path<String>,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, Permission::KeysAdmin, "keys.rotate", &name).await?;
+    let rec = rotate_key(&state, &caller, &name).await?;
+    Ok(Json(key_view(&rec)))
+}
+
+/// Adds a new current version to key `name` (HTTP handler and CLI).
+pub async fn rotate_key(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> AppResult<std::sync::Arc<crate::db::KeyRecord>> {
+    let name = name.to_string();
+    let rec = state.db().key(&name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
+    let kind = rec.kind;
+    let mut tx = state.db().begin().await?;
+    let current = tx.current_version_for_update(&name).await?.ok_or_else(|| AppError::not_found("key vanished"))?;
+    let next = current + 1;
+    let kid = vouchsafe_core::kid::format(&name, next);
+    let k = kid.clone();
+    // Generated inside the transaction: if it fails to commit, an unused token object remains,
+    // never a stored version without its key.
+    let handle = state.keystore_call(move |ks| ks.generate(&k, kind)).await?;
+    let v = VersionRecord {
+        version: next,
+        kid: kid.clone(),
+        state: VersionState::Active,
+        handle,
+        created_at: now_ms() / 1000,
+    };
+    tx.add_current_version(&name, &v).await?;
+    tx.append_audit(&[ok_entry(caller, "keys.rotate", &kid, Some(json!({ "previous": current })))]).await?;
+    tx.commit().await?;
+    state.invalidate_key(&name);
+    state.key(&name).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetState {
+    state: String,
+}
+
+async fn set_state(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path((name, version)): Path<(String, u32)>,
+    ApiJson(req): ApiJson<SetState>,
+) -> AppResult<Json<Value>> {
+    let kid = vouchsafe_core::kid::format(&name, version);
+    authorize(&state, &caller, Permission::KeysAdmin, "keys.set_state", &kid).await?;
+    let new = VersionState::parse(&req.state)
+        .ok_or_else(|| AppError::invalid("state must be active, retired or disabled"))?;
+    let mut tx = state.db().begin().await?;
+    let current = tx
+        .current_version_for_update(&name)
+        .await?
+        .ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
+    let rec = state.db().key(&name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
+    let old =
+        rec.version(version).ok_or_else(|| AppError::not_found(format!("no version {version} of '{name}'")))?.state;
+    if version == current && new != VersionState::Active {
+        return Err(AppError::conflict("the current version must stay active; rotate first"));
+    }
+    tx.set_version_state(&name, version, new).await?;
+    tx.append_audit(&[ok_entry(
+        &caller,
+        "keys.set_state",
+        &kid,
+        Some(json!({ "from": old.as_str(), "to": new.as_str() })),
+    )])
+    .await?;
+    tx.commit().await?;
+    state.invalidate_key(&name);
+    Ok(Json(key_view(&*state.key(&name).await?)))
+}

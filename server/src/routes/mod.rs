@@ -1,0 +1,93 @@
+//! One router per resource, merged.
+
+mod crypto;
+pub mod keys;
+mod system;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{Caller, Permission};
+use crate::db::{AuditEntry, KeyRecord};
+use crate::error::{AppError, AppResult};
+
+/// Default request body limit.
+pub const BODY_LIMIT: usize = 1 << 20;
+/// Body limit of decrypt and rewrap, which carry up to [`MAX_ITEMS`] JWEs.
+pub const BATCH_BODY_LIMIT: usize = 32 << 20;
+/// Most items in one batch request.
+pub const MAX_ITEMS: usize = 1000;
+
+/// The API router over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(keys::router())
+        .merge(crypto::router())
+        .merge(system::router())
+        .fallback(|| async { AppError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// Checks a permission; a refusal is audited before the 403 goes out.
+pub async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    wanted: Permission,
+    action: &str,
+    target: &str,
+) -> AppResult<()> {
+    if caller.may(&wanted) {
+        return Ok(());
+    }
+    state
+        .audit(AuditEntry {
+            actor: caller.name.clone(),
+            action: action.into(),
+            target: target.into(),
+            outcome: "denied".into(),
+            detail: Some(json!({ "missing_permission": wanted.to_text() })),
+        })
+        .await?;
+    Err(AppError::forbidden(format!("this operation needs the permission {}", wanted.to_text())))
+}
+
+/// An audit entry for a successful operation.
+pub fn ok_entry(caller: &Caller, action: &str, target: &str, detail: Option<Value>) -> AuditEntry {
+    AuditEntry {
+        actor: caller.name.clone(),
+        action: action.into(),
+        target: target.into(),
+        outcome: "ok".into(),
+        detail,
+    }
+}
+
+/// RFC 3339 (UTC) of Unix seconds.
+pub fn rfc3339(unix_seconds: i64) -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds.max(0) as u64),
+    )
+    .to_string()
+}
+
+/// A key as the API shows it.
+pub fn key_view(k: &KeyRecord) -> Value {
+    json!({
+        "name": k.name,
+        "type": k.kind.as_str(),
+        "current_version": k.current_version,
+        "created_at": rfc3339(k.created_at),
+        "versions": k.versions.iter().map(|v| json!({
+            "version": v.version,
+            "kid": v.kid,
+            "state": v.state.as_str(),
+            "created_at": rfc3339(v.created_at),
+        })).collect::<Vec<_>>(),
+    })
+}

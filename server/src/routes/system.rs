@@ -1,0 +1,107 @@
+//! JWKS, audit log, health and readiness.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use vouchsafe_keystore::KeyKind;
+
+use super::authorize;
+use crate::auth::Permission;
+use crate::db::VersionState;
+use crate::error::{AppError, AppResult};
+use crate::{AppState, Authenticated};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/v1/audit", get(audit))
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz))
+}
+
+/// Every non-disabled version of each signing key (old vouchers keep verifying) and only the
+/// current version of each sealing key (clients seal to the newest).
+async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let mut keys = Vec::new();
+    for name in state.db().key_names().await? {
+        let rec = state.key(&name).await?;
+        match rec.kind {
+            KeyKind::EcdsaP256 => {
+                for v in rec.versions.iter().filter(|v| v.state != VersionState::Disabled) {
+                    keys.push(state.public_jwk(&rec, v).await?);
+                }
+            }
+            KeyKind::EcdhP256 => {
+                if let Some(v) = rec.current().filter(|v| v.state == VersionState::Active) {
+                    keys.push(state.public_jwk(&rec, v).await?);
+                }
+            }
+            KeyKind::Aes256Gcm => {}
+        }
+    }
+    let body = serde_json::to_vec(&json!({ "keys": keys })).map_err(AppError::internal)?;
+    let etag = format!("\"{}\"", vouchsafe_core::b64e(&Sha256::digest(&body)[..18]));
+    let mut resp = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(AppError::internal)?);
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> AppResult<Json<Value>> {
+    authorize(&state, &caller, Permission::AuditRead, "audit.read", "audit").await?;
+    let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::invalid("limit is 1 to 1000"));
+    }
+    let rows = state.db().audit_after(q.after.unwrap_or(0), limit).await?;
+    let entries: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            let ts = humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.ts.max(0) as u64),
+            );
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["ts"] = ts.to_string().into();
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "entries": entries })))
+}
+
+/// Ready when the database answers and the keystore passes its health probe.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = state.db().ping().await;
+    let ks = state.keystore_call(|ks| ks.health()).await;
+    let body = json!({
+        "status": if db.is_ok() && ks.is_ok() { "ready" } else { "unavailable" },
+        "database": match &db { Ok(()) => json!({ "ok": true, "engine": state.db().engine() }), Err(e) => json!({ "ok": false, "code": e.code }) },
+        "keystore": match &ks {
+            Ok(h) => json!({ "ok": true, "provider": h.provider, "hsm_backed": h.hsm_backed, "detail": h.detail }),
+            Err(e) => json!({ "ok": false, "code": e.code }),
+        },
+    });
+    let status = if db.is_ok() && ks.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
