@@ -45,18 +45,29 @@ impl FromRequestParts<AppState> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")));
-        let caller = token.map(str::trim).filter(|t| !t.is_empty()).and_then(|t| state.tokens().authenticate(t));
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        let mut reason =
+            if token.is_some() { "unknown or invalid token".to_string() } else { "no bearer token".to_string() };
+        let mut caller = token.and_then(|t| state.tokens().authenticate(t));
+        if caller.is_none()
+            && let (Some(oidc), Some(t)) = (state.oidc(), token)
+            && t.split('.').count() == 3
+        {
+            match oidc.authenticate(t).await {
+                Ok(c) => caller = Some(c),
+                Err(e) => reason = e.to_string(),
+            }
+        }
         match caller {
             Some(c) => Ok(Authenticated(c)),
             None => {
-                let reason = if token.is_some() { "unknown or invalid token" } else { "no bearer token" };
                 state
                     .audit(AuditEntry {
                         actor: "anonymous".into(),
                         action: format!("http {} {}", parts.method, parts.uri.path()),
                         target: parts.uri.path().into(),
                         outcome: "denied".into(),
-                        detail: Some(serde_json::json!({ "reason": reason })),
+                        detail: Some(serde_json::json!({ "reason": reason.as_str() })),
                     })
                     .await?;
                 Err(AppError::unauthenticated(format!("{reason}: send Authorization: Bearer <token>")))

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 mod extract;
+pub mod oidc;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -45,23 +46,32 @@ struct Inner {
     keys: RwLock<HashMap<String, (Instant, Arc<KeyRecord>)>>,
     /// Public keys by kid: a version's public key never changes, so no expiry.
     publics: RwLock<HashMap<String, PublicJwk>>,
+    oidc: Option<oidc::OidcVerifier>,
 }
 
 impl AppState {
     /// Builds the state; starts the audit writer on the current runtime.
     pub fn new(config: Config, db: Db, keystore: Arc<dyn KeyStore>, tokens: TokenTable) -> Self {
+        Self::with_oidc(config, db, keystore, tokens, None)
+    }
+
+    /// Builds the state with an OIDC verifier for bearer JWTs.
+    pub fn with_oidc(
+        config: Config,
+        db: Db,
+        keystore: Arc<dyn KeyStore>,
+        tokens: TokenTable,
+        oidc: Option<oidc::OidcVerifier>,
+    ) -> Self {
         let audit = AuditLog::start(db.clone());
-        AppState {
-            inner: Arc::new(Inner {
-                config,
-                db,
-                keystore,
-                audit,
-                tokens,
-                keys: RwLock::default(),
-                publics: RwLock::default(),
-            }),
-        }
+        let inner =
+            Inner { config, db, keystore, audit, tokens, keys: RwLock::default(), publics: RwLock::default(), oidc };
+        AppState { inner: Arc::new(inner) }
+    }
+
+    /// The OIDC verifier, if configured.
+    pub fn oidc(&self) -> Option<&oidc::OidcVerifier> {
+        self.inner.oidc.as_ref()
     }
 
     /// The configuration.

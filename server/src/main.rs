@@ -189,7 +189,11 @@ async fn state(config: Config, db: Db) -> Fallible<AppState> {
             tokens.add(name, hash, perms.iter().filter_map(|p| Permission::parse(p)).collect());
         }
     }
-    Ok(AppState::new(config, db, keystore, tokens))
+    let oidc = match &config.auth.oidc {
+        Some(o) => Some(vouchsafe_server::oidc::OidcVerifier::new(o).await?),
+        None => None,
+    };
+    Ok(AppState::with_oidc(config, db, keystore, tokens, oidc))
 }
 
 /// The permissions of the development token printed at first start.

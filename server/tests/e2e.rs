@@ -72,6 +72,7 @@ async fn operator_quick_start_on_defaults() {
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
 
     let base = format!("http://127.0.0.1:{port}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{base}/v1/keys"))

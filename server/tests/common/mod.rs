@@ -97,6 +97,11 @@ pub async fn app_on(backend: Backend, url: &str, dir: Option<tempfile::TempDir>)
 }
 
 impl TestApp {
+    /// Wraps a state built by the test itself.
+    pub fn from_state(state: AppState, dir: tempfile::TempDir) -> Self {
+        TestApp { router: app(state.clone()), state, _dir: Some(dir) }
+    }
+
     /// Sends a request and returns status, headers and the JSON body (Null if empty).
     pub async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
         let resp = self.router.clone().oneshot(req).await.unwrap();
