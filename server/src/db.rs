@@ -215,7 +215,7 @@ impl Db {
             Db::Sqlite(pool)
         } else {
             let pool =
-                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect(url).await?;
+                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(3)).connect(url).await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(AppError::internal)?;
             Db::Postgres(pool)
         };

@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 mod extract;
+pub mod metrics;
 pub mod oidc;
 pub mod routes;
 
@@ -47,6 +48,7 @@ struct Inner {
     /// Public keys by kid: a version's public key never changes, so no expiry.
     publics: RwLock<HashMap<String, PublicJwk>>,
     oidc: Option<oidc::OidcVerifier>,
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -64,9 +66,23 @@ impl AppState {
         oidc: Option<oidc::OidcVerifier>,
     ) -> Self {
         let audit = AuditLog::start(db.clone());
-        let inner =
-            Inner { config, db, keystore, audit, tokens, keys: RwLock::default(), publics: RwLock::default(), oidc };
+        let inner = Inner {
+            config,
+            db,
+            keystore,
+            audit,
+            tokens,
+            keys: RwLock::default(),
+            publics: RwLock::default(),
+            oidc,
+            metrics: metrics::Metrics::default(),
+        };
         AppState { inner: Arc::new(inner) }
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// The OIDC verifier, if configured.
@@ -131,7 +147,9 @@ impl AppState {
             return Ok(j.clone());
         }
         let (kid, kind, handle) = (v.kid.clone(), key.kind, v.handle.clone());
-        let jwk = self.keystore_call(move |ks| ks.public_key(KeyRef { kid: &kid, kind, handle: &handle })).await?;
+        let jwk = self
+            .keystore_call("public_key", move |ks| ks.public_key(KeyRef { kid: &kid, kind, handle: &handle }))
+            .await?;
         self.inner
             .publics
             .write()
@@ -141,12 +159,17 @@ impl AppState {
     }
 
     /// Runs a blocking keystore call off the async runtime.
+    /// Runs a blocking keystore call off the async runtime and records its latency as `op`.
     pub async fn keystore_call<T: Send + 'static>(
         &self,
+        op: &'static str,
         f: impl FnOnce(&dyn KeyStore) -> Result<T, vouchsafe_keystore::KeystoreError> + Send + 'static,
     ) -> AppResult<T> {
         let ks = self.inner.keystore.clone();
-        tokio::task::spawn_blocking(move || f(&*ks)).await.map_err(AppError::internal)?.map_err(AppError::from)
+        let start = Instant::now();
+        let res = tokio::task::spawn_blocking(move || f(&*ks)).await.map_err(AppError::internal)?;
+        self.metrics().keystore_op(self.inner.keystore.provider(), op, res.is_ok(), start.elapsed().as_secs_f64());
+        res.map_err(AppError::from)
     }
 }
 

@@ -225,7 +225,7 @@ async fn serve(config: Config, db: Db) -> Fallible<std::process::ExitCode> {
     let listen = config.listen;
     let engine = db.engine();
     let state = state(config, db).await?;
-    let health = state.keystore_call(|ks| ks.health()).await.map_err(|e| e.message)?;
+    let health = state.keystore_call("health", |ks| ks.health()).await.map_err(|e| e.message)?;
     tracing::info!(%listen, database = engine, keystore = %health.detail, "vouchsafe ready");
     if !health.hsm_backed {
         println!(

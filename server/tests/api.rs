@@ -398,3 +398,34 @@ async fn two_instances_on_one_postgres() {
     let check = a.state.db().verify_audit_chain().await.unwrap();
     assert!(matches!(check, ChainCheck::Intact { entries } if entries >= 41), "{check:?}");
 }
+
+#[tokio::test]
+async fn metrics_and_request_ids() {
+    let app = test_app(Backend::SqliteSoft).await;
+    app.create_key("pii", "aes256-gcm").await;
+    for _ in 0..3 {
+        app.post("/v1/keys/pii/datakey", ENCRYPTOR, json!({})).await;
+    }
+    app.post("/v1/keys/pii/datakey", NOBODY, json!({})).await;
+    let req = Request::get("/metrics").header("x-request-id", "trace-abc.1").body(Body::empty()).unwrap();
+    let (s, headers, body) = app.send(req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(headers["x-request-id"], "trace-abc.1", "a plain caller id is echoed");
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains(r#"vouchsafe_http_requests_total{method="POST",route="/v1/keys/{name}/datakey",status="200"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/v1/keys/{name}/datakey",status="403"} 1"#));
+    assert!(text.contains("vouchsafe_http_request_duration_seconds_bucket"));
+    assert!(
+        text.contains(
+            r#"vouchsafe_keystore_operation_duration_seconds_count{provider="soft",op="wrap",outcome="ok"} 3"#
+        ),
+        "{text}"
+    );
+    let req = Request::get("/healthz").header("x-request-id", "bad id with spaces").body(Body::empty()).unwrap();
+    let (_, headers, _) = app.send(req).await;
+    let id = headers["x-request-id"].to_str().unwrap();
+    assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a new id replaces an unsafe one: {id}");
+}

@@ -60,7 +60,8 @@ async fn wrap_new_dek(state: &AppState, rec: &KeyRecord) -> AppResult<(Dek, Wrap
     let (kid, kind, handle) = version_ref(current_aes(rec)?, rec.kind);
     let dek = Dek::generate(&mut UnwrapErr(SysRng));
     let d = dek.clone();
-    let wrapped = state.keystore_call(move |ks| ks.wrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &d)).await?;
+    let wrapped =
+        state.keystore_call("wrap", move |ks| ks.wrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &d)).await?;
     Ok((dek, wrapped))
 }
 
@@ -121,8 +122,9 @@ async fn unwrap(
     let wrapped = WrappedDek::from_header(&req.header, &req.encrypted_key)?;
     let (rec, v) = resolve(&state, &name, &wrapped.kid, false).await?;
     let (kid, kind, handle) = version_ref(&v, rec.kind);
-    let dek =
-        state.keystore_call(move |ks| ks.unwrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &wrapped)).await?;
+    let dek = state
+        .keystore_call("unwrap", move |ks| ks.unwrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &wrapped))
+        .await?;
     state.audit(ok_entry(&caller, "keys.unwrap", &v.kid, None)).await?;
     Ok(Json(json!({ "plaintext": b64e(dek.expose_secret()) })))
 }
@@ -173,13 +175,17 @@ async fn open_one(state: &AppState, path_name: &str, compact: &str, ctx: Option<
         (ALG_A256GCMKW, KeyKind::Aes256Gcm) => {
             let wrapped = jwe.wrapped_dek().ok_or(vouchsafe_core::Error::Malformed("encrypted_key"))?;
             let dek = state
-                .keystore_call(move |ks| ks.unwrap_dek(KeyRef { kid: &vkid, kind, handle: &handle }, &wrapped))
+                .keystore_call("unwrap", move |ks| {
+                    ks.unwrap_dek(KeyRef { kid: &vkid, kind, handle: &handle }, &wrapped)
+                })
                 .await?;
             jwe.decrypt(&dek)?
         }
         (ALG_ECDH_ES_A256KW, KeyKind::EcdhP256) => {
             let epk = *jwe.header().epk().ok_or(vouchsafe_core::Error::Malformed("epk"))?;
-            let z = state.keystore_call(move |ks| ks.ecdh(KeyRef { kid: &vkid, kind, handle: &handle }, &epk)).await?;
+            let z = state
+                .keystore_call("ecdh", move |ks| ks.ecdh(KeyRef { kid: &vkid, kind, handle: &handle }, &epk))
+                .await?;
             let cek = jwe.cek_from_shared_secret(&z)?;
             jwe.decrypt(&cek)?
         }

@@ -60,7 +60,7 @@ pub async fn create_key(
     }
     let kid = vouchsafe_core::kid::format(&req.name, 1);
     let k = kid.clone();
-    let handle = state.keystore_call(move |ks| ks.generate(&k, kind)).await?;
+    let handle = state.keystore_call("generate", move |ks| ks.generate(&k, kind)).await?;
     let now = now_ms() / 1000;
     let v = VersionRecord { version: 1, kid: kid.clone(), state: VersionState::Active, handle, created_at: now };
     let mut tx = state.db().begin().await?;
@@ -118,7 +118,7 @@ pub async fn rotate_key(
     let k = kid.clone();
     // Generated inside the transaction: if it fails to commit, an unused token object remains,
     // never a stored version without its key.
-    let handle = state.keystore_call(move |ks| ks.generate(&k, kind)).await?;
+    let handle = state.keystore_call("generate", move |ks| ks.generate(&k, kind)).await?;
     let v = VersionRecord {
         version: next,
         kid: kid.clone(),

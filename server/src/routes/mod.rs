@@ -30,7 +30,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
         })
+        .route("/metrics", axum::routing::get(crate::metrics::metrics))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::observe))
         .with_state(state)
 }
 

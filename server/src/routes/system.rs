@@ -93,7 +93,7 @@ async fn audit(
 /// Ready when the database answers and the keystore passes its health probe.
 async fn readyz(State(state): State<AppState>) -> Response {
     let db = state.db().ping().await;
-    let ks = state.keystore_call(|ks| ks.health()).await;
+    let ks = state.keystore_call("health", |ks| ks.health()).await;
     let body = json!({
         "status": if db.is_ok() && ks.is_ok() { "ready" } else { "unavailable" },
         "database": match &db { Ok(()) => json!({ "ok": true, "engine": state.db().engine() }), Err(e) => json!({ "ok": false, "code": e.code }) },

@@ -1,0 +1,143 @@
+//! Prometheus metrics (`GET /metrics`) and the per-request middleware: a request id, a tracing
+//! span, request counts and latencies by route and status.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tracing::Instrument;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeystoreLabels {
+    provider: String,
+    op: String,
+    outcome: String,
+}
+
+type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type KeystoreLatency = Family<KeystoreLabels, Histogram, fn() -> Histogram>;
+
+/// 50 µs to ~6.5 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Latency,
+    keystore: KeystoreLatency,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vouchsafe");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Latency::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let keystore = KeystoreLatency::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", latency.clone());
+        registry.register("keystore_operation_duration_seconds", "Keystore operation latency", keystore.clone());
+        Metrics { registry, requests, latency, keystore }
+    }
+}
+
+impl Metrics {
+    /// Records one keystore operation.
+    pub fn keystore_op(&self, provider: &str, op: &str, ok: bool, seconds: f64) {
+        let labels = KeystoreLabels {
+            provider: provider.into(),
+            op: op.into(),
+            outcome: if ok { "ok" } else { "error" }.into(),
+        };
+        self.keystore.get_or_create(&labels).observe(seconds);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics().render())
+        .into_response()
+}
+
+/// A caller-supplied `x-request-id` is kept when it is short and plain; otherwise one is made.
+fn request_id(req: &Request) -> String {
+    let given = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+        {
+            id.to_string()
+        }
+        _ => {
+            let mut b = [0u8; 8];
+            let _ = vouchsafe_core::rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+    }
+}
+
+/// Middleware: request id, span, metrics.
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let id = request_id(&req);
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let start = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    let m = state.metrics();
+    m.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
+    m.latency.get_or_create(&RouteLabels { method, route }).observe(elapsed);
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, elapsed_ms = elapsed * 1e3, "request failed");
+        } else {
+            tracing::debug!(status, elapsed_ms = elapsed * 1e3, "request");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
