@@ -22,6 +22,10 @@ clippy:
 unit:
     cargo test --workspace --locked
 
+# Third-party JOSE clients against a running server.
+interop:
+    scripts/interop
+
 # vouchsafe-core for the browser target.
 wasm-core:
     cargo build -p vouchsafe-core --target wasm32-unknown-unknown --locked
