@@ -406,6 +406,11 @@ impl Pkcs11KeyStore {
     }
 
     fn object(&self, s: &Session, generation: u64, id: &[u8], class: ObjectClass) -> Result<ObjectHandle, OpError> {
+        // Handles this provider makes are 16 random bytes. Anything else names no key of ours,
+        // and must never reach C_FindObjects: an empty CKA_ID template can match other objects.
+        if id.len() != ID_LEN {
+            return Err(KeystoreError::KeyNotFound.into());
+        }
         // ObjectClass is not Hash; the three classes used here get a tag each.
         let tag = if class == ObjectClass::SECRET_KEY {
             0
@@ -454,8 +459,11 @@ impl Pkcs11KeyStore {
     }
 }
 
+/// Length of the `CKA_ID` this provider gives each key.
+const ID_LEN: usize = 16;
+
 fn new_id() -> Result<Vec<u8>, KeystoreError> {
-    let mut id = vec![0u8; 16];
+    let mut id = vec![0u8; ID_LEN];
     os_random(&mut id)?;
     Ok(id)
 }

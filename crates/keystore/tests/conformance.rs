@@ -146,8 +146,18 @@ fn unknown_handles_are_not_found(ks: Arc<dyn KeyStore>) {
     let bogus = KeyHandle(vec![7; 16]);
     let r = ks.wrap_dek(key("pii.v9", KeyKind::Aes256Gcm, &bogus), &Dek::generate(&mut rng()));
     assert!(matches!(r, Err(KeystoreError::KeyNotFound)), "{r:?}");
-    let r = ks.sign_digest(key("v.v9", KeyKind::EcdsaP256, &KeyHandle(vec![])), &[0; 32]);
-    assert!(matches!(r, Err(KeystoreError::KeyNotFound)), "{r:?}");
+    // Empty and odd-sized handles, while other keys of every kind exist on the same token.
+    let _others =
+        [KeyKind::Aes256Gcm, KeyKind::EcdsaP256, KeyKind::EcdhP256].map(|k| ks.generate("other.v1", k).unwrap());
+    for h in [vec![], vec![0u8; 3], vec![7u8; 200]] {
+        let r = ks.sign_digest(key("v.v9", KeyKind::EcdsaP256, &KeyHandle(h.clone())), &[0; 32]);
+        assert!(matches!(r, Err(KeystoreError::KeyNotFound)), "{} bytes: {r:?}", h.len());
+        let r = ks.ecdh(
+            key("d.v9", KeyKind::EcdhP256, &KeyHandle(h.clone())),
+            &SecretKey::generate_from_rng(&mut rng()).public_key(),
+        );
+        assert!(matches!(r, Err(KeystoreError::KeyNotFound)), "{} bytes: {r:?}", h.len());
+    }
 }
 
 fn random_and_health(ks: Arc<dyn KeyStore>) {
