@@ -34,6 +34,7 @@ wasm-core:
 bench:
     cargo bench -p vouchsafe-core --features std --bench formats --locked
     cargo bench -p vouchsafe-keystore --bench keystore --locked
+    cargo bench -p vouchsafe-server --bench load --locked
 
 ci:
     .ci/run

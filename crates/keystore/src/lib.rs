@@ -97,6 +97,12 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// Whether the keys are held by an HSM rather than in this process.
     fn hsm_backed(&self) -> bool;
 
+    /// Whether calls may block on I/O (an HSM round trip). Async callers move blocking calls
+    /// off the runtime and may run non-blocking ones (microseconds of CPU) in place.
+    fn blocking(&self) -> bool {
+        true
+    }
+
     /// Creates a key of `kind` for version `kid` and returns the handle to store.
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError>;
 

@@ -479,6 +479,10 @@ impl KeyStore for Pkcs11KeyStore {
 
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError> {
         let label = kid.as_bytes().to_vec();
+        // Creating token objects concurrently makes SoftHSM's file store fail now and then with
+        // CKR_GENERAL_ERROR; key generation is rare, so it is simply done one at a time.
+        static CREATE: Mutex<()> = Mutex::new(());
+        let _one_at_a_time = CREATE.lock().unwrap_or_else(|e| e.into_inner());
         let id = self.with_session(|s, _| {
             // A fresh id per attempt: if a retried call had in fact succeeded, its object keeps
             // its own id instead of making this one ambiguous.

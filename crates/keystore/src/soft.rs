@@ -190,6 +190,11 @@ impl KeyStore for SoftKeyStore {
         false
     }
 
+    fn blocking(&self) -> bool {
+        // AES-GCM on 32 bytes and in-memory P-256: no I/O, at most a fraction of a millisecond.
+        false
+    }
+
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError> {
         let mut secret = Zeroizing::new([0u8; 32]);
         match kind {
