@@ -429,3 +429,36 @@ async fn metrics_and_request_ids() {
     let id = headers["x-request-id"].to_str().unwrap();
     assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "a new id replaces an unsafe one: {id}");
 }
+
+#[tokio::test]
+async fn openapi_describes_every_endpoint() {
+    let app = test_app(Backend::SqliteSoft).await;
+    let (s, doc) = app.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/keys", "post"),
+        ("/v1/keys", "get"),
+        ("/v1/keys/{name}", "get"),
+        ("/v1/keys/{name}/rotate", "post"),
+        ("/v1/keys/{name}/versions/{version}/state", "post"),
+        ("/v1/keys/{name}/datakey", "post"),
+        ("/v1/keys/{name}/unwrap", "post"),
+        ("/v1/keys/{name}/decrypt", "post"),
+        ("/v1/keys/{name}/rewrap", "post"),
+        ("/v1/keys/{name}/public", "get"),
+        ("/.well-known/jwks.json", "get"),
+        ("/v1/audit", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ] {
+        let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
+        assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let dk = &doc["components"]["schemas"]["DataKeyResponse"]["properties"];
+    for field in ["kid", "plaintext", "header", "encrypted_key"] {
+        assert!(dk.get(field).is_some(), "DataKeyResponse.{field}");
+    }
+}

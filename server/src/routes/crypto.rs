@@ -8,11 +8,15 @@ use axum::{Json, Router};
 use getrandom::SysRng;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use vouchsafe_core::jwe::{ALG_A256GCMKW, ALG_ECDH_ES_A256KW};
 use vouchsafe_core::rand_core::UnwrapErr;
 use vouchsafe_core::{DataKey, Dek, Jwe, PublicJwk, WrappedDek, b64e, seal_to_public_key};
 use vouchsafe_keystore::{KeyKind, KeyRef};
 
+use super::schema::{
+    DataKeyResponse, DecryptResponse, ErrorBody, ErrorDetail, ItemResult, Plaintext, RewrapResponse, Sealed, WrapHeader,
+};
 use super::{BATCH_BODY_LIMIT, MAX_ITEMS, authorize, ok_entry};
 use crate::auth::{KeyPattern, Permission};
 use crate::db::{KeyRecord, VersionRecord, VersionState};
@@ -65,9 +69,11 @@ async fn wrap_new_dek(state: &AppState, rec: &KeyRecord) -> AppResult<(Dek, Wrap
     Ok((dek, wrapped))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/keys/{name}/datakey` (the body may also be empty).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DataKeyRequest {
+pub struct DataKeyRequest {
+    /// `false` returns only the wrapped DEK (to store, and unwrap later). Default `true`.
     #[serde(default = "yes")]
     plaintext: bool,
 }
@@ -76,12 +82,17 @@ fn yes() -> bool {
     true
 }
 
-async fn datakey(
+/// A fresh DEK wrapped under the key's current version (`A256GCMKW`).
+#[utoipa::path(post, path = "/v1/keys/{name}/datakey", tag = "data keys", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body(content = DataKeyRequest, description = "optional"),
+    responses((status = 200, body = DataKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn datakey(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<DataKeyResponse>> {
     authorize(&state, &caller, encrypt_perm(&name), "keys.datakey", &name).await?;
     // The body is optional: none, `{}` and `{"plaintext":false}` are all fine.
     let req: DataKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -94,30 +105,41 @@ async fn datakey(
     state
         .audit(ok_entry(&caller, "keys.datakey", &wrapped.kid, (!req.plaintext).then(|| json!({ "plaintext": false }))))
         .await?;
-    let mut out = json!({
-        "kid": wrapped.kid,
-        "header": Value::Object(wrapped.header()),
-        "encrypted_key": wrapped.encrypted_key_b64(),
-    });
-    if req.plaintext {
-        out["plaintext"] = b64e(dek.expose_secret()).into();
-    }
-    Ok(Json(out))
+    Ok(Json(DataKeyResponse {
+        kid: wrapped.kid.clone(),
+        plaintext: req.plaintext.then(|| b64e(dek.expose_secret())),
+        header: WrapHeader {
+            alg: ALG_A256GCMKW.into(),
+            enc: vouchsafe_core::jwe::ENC_A256GCM.into(),
+            kid: wrapped.kid.clone(),
+            iv: b64e(&wrapped.iv),
+            tag: b64e(&wrapped.tag),
+        },
+        encrypted_key: wrapped.encrypted_key_b64(),
+    }))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/keys/{name}/unwrap`: a wrap header and wrapped DEK, as `datakey` returned them.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UnwrapRequest {
+pub struct UnwrapRequest {
+    /// `{"alg":"A256GCMKW","enc":"A256GCM","kid","iv","tag"}`.
     header: Value,
+    /// base64url.
     encrypted_key: String,
 }
 
-async fn unwrap(
+/// Unwrap a DEK (for callers that cache wrapped DEKs).
+#[utoipa::path(post, path = "/v1/keys/{name}/unwrap", tag = "data keys", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body = UnwrapRequest,
+    responses((status = 200, body = Plaintext), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
+pub async fn unwrap(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<UnwrapRequest>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Plaintext>> {
     authorize(&state, &caller, decrypt_perm(&name), "keys.unwrap", &name).await?;
     let wrapped = WrappedDek::from_header(&req.header, &req.encrypted_key)?;
     let (rec, v) = resolve(&state, &name, &wrapped.kid, false).await?;
@@ -126,7 +148,7 @@ async fn unwrap(
         .keystore_call("unwrap", move |ks| ks.unwrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &wrapped))
         .await?;
     state.audit(ok_entry(&caller, "keys.unwrap", &v.kid, None)).await?;
-    Ok(Json(json!({ "plaintext": b64e(dek.expose_secret()) })))
+    Ok(Json(Plaintext { plaintext: b64e(dek.expose_secret()), text: None }))
 }
 
 /// Finds the key version a kid names, checking it belongs to the key in the path (or, for data
@@ -196,17 +218,20 @@ async fn open_one(state: &AppState, path_name: &str, compact: &str, ctx: Option<
     Ok(Opened { plaintext, kid, ctx: header_ctx, key: rec })
 }
 
-#[derive(Deserialize)]
+/// One JWE to open.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Item {
+pub struct Item {
+    /// Compact JWE, either mode.
     jwe: String,
+    /// Expected context; the JWE's `ctx` must equal it.
     ctx: Option<String>,
 }
 
-/// `{"jwe","ctx"?}` or `{"items":[…]}`.
-#[derive(Deserialize)]
+/// `{"jwe","ctx"?}` or `{"items":[…]}` (at most 1000).
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-enum OneOrMany {
+pub enum OneOrMany {
     Many { items: Vec<Item> },
     One(Item),
 }
@@ -224,17 +249,13 @@ impl OneOrMany {
     }
 }
 
-fn error_item(e: &AppError) -> Value {
-    json!({ "error": { "code": e.code, "message": e.message } })
+fn error_item<T>(e: &AppError) -> ItemResult<T> {
+    ItemResult::Err(ErrorBody { error: ErrorDetail { code: e.code.into(), message: e.message.clone() } })
 }
 
 /// The decrypted bytes (base64url), and the same as text when they are UTF-8.
-fn plaintext_view(p: &[u8]) -> Value {
-    let mut v = json!({ "plaintext": b64e(p) });
-    if let Ok(text) = std::str::from_utf8(p) {
-        v["text"] = text.into();
-    }
-    v
+fn plaintext_view(p: &[u8]) -> Plaintext {
+    Plaintext { plaintext: b64e(p), text: std::str::from_utf8(p).ok().map(String::from) }
 }
 
 /// An operational failure (keystore or database down) fails the whole request; a bad item
@@ -243,12 +264,18 @@ fn is_operational(e: &AppError) -> bool {
     e.status.is_server_error()
 }
 
-async fn decrypt(
+/// Open JWEs of either mode (`A256GCMKW`, `ECDH-ES+A256KW` to `<name>-seal`); the key step runs
+/// in the keystore. Who opened what (kids and contexts) goes to the audit log.
+#[utoipa::path(post, path = "/v1/keys/{name}/decrypt", tag = "decryption", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body = OneOrMany,
+    responses((status = 200, body = DecryptResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn decrypt(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<OneOrMany>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<DecryptResponse>> {
     authorize(&state, &caller, decrypt_perm(&name), "keys.decrypt", &name).await?;
     let (items, batch) = req.into_items()?;
     let mut results = Vec::with_capacity(items.len());
@@ -282,27 +309,32 @@ async fn decrypt(
     state.audit(entry).await?;
     if !batch {
         return match results.pop() {
-            Some(Ok(p)) => Ok(Json(plaintext_view(&p))),
+            Some(Ok(p)) => Ok(Json(DecryptResponse::One(plaintext_view(&p)))),
             Some(Err(e)) => Err(e),
             None => Err(AppError::internal("no result")),
         };
     }
-    let items: Vec<Value> = results
+    let items = results
         .iter()
         .map(|r| match r {
-            Ok(p) => plaintext_view(p),
+            Ok(p) => ItemResult::Ok(plaintext_view(p)),
             Err(e) => error_item(e),
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(DecryptResponse::Many { items }))
 }
 
-async fn rewrap(
+/// Seal JWEs again under the key's current version, keeping their context. The plaintext never
+/// leaves the server.
+#[utoipa::path(post, path = "/v1/keys/{name}/rewrap", tag = "decryption", security(("bearer" = [])),
+    params(("name" = String, Path)), request_body = OneOrMany,
+    responses((status = 200, body = RewrapResponse), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn rewrap(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<OneOrMany>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<RewrapResponse>> {
     authorize(&state, &caller, decrypt_perm(&name), "keys.rewrap", &name).await?;
     let (items, batch) = req.into_items()?;
     let mut results: Vec<AppResult<String>> = Vec::with_capacity(items.len());
@@ -327,19 +359,19 @@ async fn rewrap(
         .await?;
     if !batch {
         return match results.pop() {
-            Some(Ok(jwe)) => Ok(Json(json!({ "jwe": jwe }))),
+            Some(Ok(jwe)) => Ok(Json(RewrapResponse::One(Sealed { jwe }))),
             Some(Err(e)) => Err(e),
             None => Err(AppError::internal("no result")),
         };
     }
-    let items: Vec<Value> = results
-        .iter()
+    let items = results
+        .into_iter()
         .map(|r| match r {
-            Ok(jwe) => json!({ "jwe": jwe }),
-            Err(e) => error_item(e),
+            Ok(jwe) => ItemResult::Ok(Sealed { jwe }),
+            Err(e) => error_item(&e),
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(RewrapResponse::Many { items }))
 }
 
 /// Seals opened data again under the current version of the key that held it, with the same
@@ -361,7 +393,10 @@ async fn reseal(state: &AppState, o: &Opened) -> AppResult<String> {
     }
 }
 
-async fn public(State(state): State<AppState>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+/// The current public JWK of an `ecdh-p256` or `ecdsa-p256` key.
+#[utoipa::path(get, path = "/v1/keys/{name}/public", tag = "public keys", params(("name" = String, Path)),
+    responses((status = 200, body = Object, description = "P-256 JWK with kid, use, alg"), (status = 404, body = ErrorBody)))]
+pub async fn public(State(state): State<AppState>, Path(name): Path<String>) -> AppResult<Json<Value>> {
     let rec = state.key(&name).await?;
     if rec.kind == KeyKind::Aes256Gcm {
         return Err(AppError::not_found(format!("'{name}' is a symmetric key; it has no public key")));

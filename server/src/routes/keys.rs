@@ -6,9 +6,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use utoipa::ToSchema;
 use vouchsafe_keystore::KeyKind;
 
+use super::schema::{ErrorBody, KeyList, KeyView};
 use super::{authorize, key_view, ok_entry};
 use crate::auth::{Caller, Permission};
 use crate::db::{VersionRecord, VersionState, now_ms};
@@ -24,19 +26,26 @@ pub fn router() -> Router<AppState> {
         .route("/v1/keys/{name}/versions/{version}/state", post(set_state))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/keys`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub struct CreateKey {
+    /// 1–64 of a-z, 0-9, '-', '_', starting with a letter.
     name: String,
+    /// `aes256-gcm`, `ecdh-p256` or `ecdsa-p256`.
     #[serde(rename = "type")]
     kind: String,
 }
 
-async fn create(
+/// Create a key with its first version.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKey, security(("bearer" = [])),
+    responses((status = 201, body = KeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     ApiJson(req): ApiJson<CreateKey>,
-) -> AppResult<(StatusCode, Json<Value>)> {
+) -> AppResult<(StatusCode, Json<KeyView>)> {
     authorize(&state, &caller, Permission::KeysAdmin, "keys.create", &req.name).await?;
     let rec = create_key(&state, &caller, &req.name, &req.kind).await?;
     Ok((StatusCode::CREATED, Json(key_view(&rec))))
@@ -71,7 +80,10 @@ pub async fn create_key(
     state.key(&req.name).await
 }
 
-async fn list(State(state): State<AppState>, Authenticated(caller): Authenticated) -> AppResult<Json<Value>> {
+/// List keys with their versions.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>, Authenticated(caller): Authenticated) -> AppResult<Json<KeyList>> {
     authorize(&state, &caller, Permission::KeysAdmin, "keys.list", "*").await?;
     let mut keys = Vec::new();
     for name in state.db().key_names().await? {
@@ -79,24 +91,30 @@ async fn list(State(state): State<AppState>, Authenticated(caller): Authenticate
             keys.push(key_view(&k));
         }
     }
-    Ok(Json(json!({ "keys": keys })))
+    Ok(Json(KeyList { keys }))
 }
 
-async fn show(
+/// One key with its versions.
+#[utoipa::path(get, path = "/v1/keys/{name}", tag = "keys", security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)))]
+pub async fn show(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<KeyView>> {
     authorize(&state, &caller, Permission::KeysAdmin, "keys.show", &name).await?;
     let k = state.db().key(&name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
     Ok(Json(key_view(&k)))
 }
 
-async fn rotate(
+/// Add a new current version; older versions keep decrypting and verifying.
+#[utoipa::path(post, path = "/v1/keys/{name}/rotate", tag = "keys", security(("bearer" = [])), params(("name" = String, Path)),
+    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody)))]
+pub async fn rotate(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(name): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<KeyView>> {
     authorize(&state, &caller, Permission::KeysAdmin, "keys.rotate", &name).await?;
     let rec = rotate_key(&state, &caller, &name).await?;
     Ok(Json(key_view(&rec)))
@@ -133,18 +151,24 @@ pub async fn rotate_key(
     state.key(&name).await
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/keys/{name}/versions/{version}/state`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetState {
+pub struct SetState {
+    /// `active`, `retired` (decrypts and verifies only) or `disabled` (refuses everything).
     state: String,
 }
 
-async fn set_state(
+/// Set a version's state. The current version stays active.
+#[utoipa::path(post, path = "/v1/keys/{name}/versions/{version}/state", tag = "keys", security(("bearer" = [])),
+    params(("name" = String, Path), ("version" = u32, Path)), request_body = SetState,
+    responses((status = 200, body = KeyView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn set_state(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path((name, version)): Path<(String, u32)>,
     ApiJson(req): ApiJson<SetState>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<KeyView>> {
     let kid = vouchsafe_core::kid::format(&name, version);
     authorize(&state, &caller, Permission::KeysAdmin, "keys.set_state", &kid).await?;
     let new = VersionState::parse(&req.state)

@@ -2,6 +2,8 @@
 
 mod crypto;
 pub mod keys;
+mod openapi;
+pub mod schema;
 mod system;
 
 use axum::Router;
@@ -31,6 +33,7 @@ pub fn router(state: AppState) -> Router {
             AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
         })
         .route("/metrics", axum::routing::get(crate::metrics::metrics))
+        .route("/openapi.json", axum::routing::get(openapi::openapi_json))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::observe))
         .with_state(state)
@@ -79,17 +82,21 @@ pub fn rfc3339(unix_seconds: i64) -> String {
 }
 
 /// A key as the API shows it.
-pub fn key_view(k: &KeyRecord) -> Value {
-    json!({
-        "name": k.name,
-        "type": k.kind.as_str(),
-        "current_version": k.current_version,
-        "created_at": rfc3339(k.created_at),
-        "versions": k.versions.iter().map(|v| json!({
-            "version": v.version,
-            "kid": v.kid,
-            "state": v.state.as_str(),
-            "created_at": rfc3339(v.created_at),
-        })).collect::<Vec<_>>(),
-    })
+pub fn key_view(k: &KeyRecord) -> schema::KeyView {
+    schema::KeyView {
+        name: k.name.clone(),
+        kind: k.kind.as_str().into(),
+        current_version: k.current_version,
+        created_at: rfc3339(k.created_at),
+        versions: k
+            .versions
+            .iter()
+            .map(|v| schema::VersionView {
+                version: v.version,
+                kid: v.kid.clone(),
+                state: v.state.as_str().into(),
+                created_at: rfc3339(v.created_at),
+            })
+            .collect(),
+    }
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use vouchsafe_keystore::KeyKind;
 
 use super::authorize;
+use super::schema::{AuditEntryView, AuditPage, ErrorBody};
 use crate::auth::Permission;
 use crate::db::VersionState;
 use crate::error::{AppError, AppResult};
@@ -20,13 +21,16 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/v1/audit", get(audit))
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
 }
 
+/// The JWK set: signing keys (every non-disabled version) and sealing keys (current version).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "public keys",
+    responses((status = 200, body = Object, description = "{\"keys\":[…]} with Cache-Control and ETag"), (status = 304)))]
 /// Every non-disabled version of each signing key (old vouchers keep verifying) and only the
 /// current version of each sealing key (clients seal to the newest).
-async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
     let mut keys = Vec::new();
     for name in state.db().key_names().await? {
         let rec = state.key(&name).await?;
@@ -57,18 +61,24 @@ async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Re
     Ok(resp)
 }
 
-#[derive(Deserialize)]
+/// `GET /v1/audit` parameters.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+pub struct AuditQuery {
+    /// Entries with `seq` greater than this (default 0).
     after: Option<i64>,
+    /// At most this many, 1–1000 (default 100).
     limit: Option<i64>,
 }
 
-async fn audit(
+/// Read the audit log, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditQuery),
+    responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)))]
+pub async fn audit(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<AuditPage>> {
     authorize(&state, &caller, Permission::AuditRead, "audit.read", "audit").await?;
     let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
@@ -76,22 +86,36 @@ async fn audit(
         return Err(AppError::invalid("limit is 1 to 1000"));
     }
     let rows = state.db().audit_after(q.after.unwrap_or(0), limit).await?;
-    let entries: Vec<Value> = rows
+    let entries = rows
         .into_iter()
-        .map(|r| {
-            let ts = humantime::format_rfc3339_millis(
+        .map(|r| AuditEntryView {
+            ts: humantime::format_rfc3339_millis(
                 std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.ts.max(0) as u64),
-            );
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            v["ts"] = ts.to_string().into();
-            v
+            )
+            .to_string(),
+            seq: r.seq,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            outcome: r.outcome,
+            detail: r.detail,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
         })
         .collect();
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditPage { entries }))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object)))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the database answers and the keystore passes its health probe.
-async fn readyz(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Object), (status = 503, body = Object, description = "names the failing part")))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let db = state.db().ping().await;
     let ks = state.keystore_call("health", |ks| ks.health()).await;
     let body = json!({
