@@ -39,12 +39,19 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = async {
-            let mut tx = db.begin().await?;
-            tx.append_audit(&entries).await?;
-            tx.commit().await
+        let result = append(&db, &entries).await;
+        if result.is_err() && batch.len() > 1 {
+            // One entry the database refuses must not fail everyone else's request: retry each
+            // alone, so only the operations whose entries cannot be written fail.
+            for (entry, reply) in batch.drain(..) {
+                let r = append(&db, std::slice::from_ref(&entry)).await;
+                if let Err(e) = &r {
+                    tracing::error!(code = e.code, action = %entry.action, "audit entry could not be written; its operation fails");
+                }
+                let _ = reply.send(r);
+            }
+            continue;
         }
-        .await;
         if let Err(e) = &result {
             tracing::error!(
                 code = e.code,
@@ -56,4 +63,10 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
             let _ = reply.send(result.clone());
         }
     }
+}
+
+async fn append(db: &Db, entries: &[AuditEntry]) -> AppResult<()> {
+    let mut tx = db.begin().await?;
+    tx.append_audit(entries).await?;
+    tx.commit().await
 }

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use vouchsafe_keystore::KeystoreConfig;
 
 /// Top-level keys the environment may override (`VOUCHSAFE_LISTEN`, `VOUCHSAFE_KEYSTORE__MODULE`).
-const SECTIONS: [&str; 6] = ["listen", "database_url", "issuer", "keystore", "auth", "vouchers"];
+const SECTIONS: [&str; 5] = ["listen", "database_url", "issuer", "keystore", "auth"];
+/// The only settings that are not strings; every other value from the environment stays a
+/// string, so a PIN of digits is a string and never appears in a type error.
+const NON_STRING_KEYS: [&str; 1] = ["max_sessions"];
 
 /// The server's configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -143,7 +146,7 @@ impl Config {
 }
 
 /// `VOUCHSAFE_LISTEN=…` sets `listen`; `VOUCHSAFE_KEYSTORE__PIN_ENV=…` sets `keystore.pin_env`.
-/// Values are read as TOML scalars when they parse as such (numbers, booleans), else as strings.
+/// Values are strings, except for the few settings that are numbers.
 /// Variables whose first segment is not a configuration key are left alone: they may be ones a
 /// `*_env` setting names.
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
@@ -153,12 +156,18 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
         if !SECTIONS.contains(&path[0].as_str()) {
             continue;
         }
-        let parsed = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .filter(|v| !v.is_table())
-            .unwrap_or(toml::Value::String(value));
+        if path.len() == 1 && matches!(path[0].as_str(), "keystore" | "auth") {
+            return Err(ConfigError(format!("{name}: set a key inside the section, e.g. VOUCHSAFE_{}__<KEY>", rest)));
+        }
+        let last = path[path.len() - 1].as_str();
+        let parsed = if NON_STRING_KEYS.contains(&last) {
+            value
+                .parse::<i64>()
+                .map(toml::Value::Integer)
+                .map_err(|_| ConfigError(format!("{name} must be a number")))?
+        } else {
+            toml::Value::String(value)
+        };
         let mut node = &mut *table;
         for seg in &path[..path.len() - 1] {
             node = node
@@ -205,6 +214,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert!(matches!(c.keystore, KeystoreConfig::Pkcs11(ref p) if p.token_label == "vouchsafe"));
+    }
+
+    #[test]
+    fn environment_values_stay_strings_and_are_never_echoed() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("VOUCHSAFE_KEYSTORE__PROVIDER", "pkcs11"),
+                ("VOUCHSAFE_KEYSTORE__MODULE", "/m.so"),
+                ("VOUCHSAFE_KEYSTORE__TOKEN_LABEL", "1234"),
+                ("VOUCHSAFE_KEYSTORE__PIN", "246810"),
+                ("VOUCHSAFE_KEYSTORE__MAX_SESSIONS", "6"),
+            ]),
+        )
+        .unwrap();
+        let KeystoreConfig::Pkcs11(p) = c.keystore else { panic!() };
+        assert_eq!(
+            (p.token_label.as_str(), p.max_sessions),
+            ("1234", Some(6)),
+            "digits stay a string where one is expected"
+        );
+        let e = Config::load(None, env(&[("VOUCHSAFE_AUTH", "s3cret-value")])).unwrap_err();
+        assert!(!e.to_string().contains("s3cret-value"), "{e}");
+        let e = Config::load(None, env(&[("VOUCHSAFE_KEYSTORE__MAX_SESSIONS", "many")])).unwrap_err();
+        assert!(e.to_string().contains("number"), "{e}");
     }
 
     #[test]

@@ -61,17 +61,56 @@ impl FromRequestParts<AppState> for Authenticated {
         match caller {
             Some(c) => Ok(Authenticated(c)),
             None => {
+                // The route template, not the raw path: bounded in size and variety, and never
+                // bytes a caller typed.
+                let route = parts
+                    .extensions
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_else(|| "unmatched".into());
                 state
                     .audit(AuditEntry {
                         actor: "anonymous".into(),
-                        action: format!("http {} {}", parts.method, parts.uri.path()),
-                        target: parts.uri.path().into(),
+                        action: format!("http {} {route}", crate::metrics::method_label(&parts.method)),
+                        target: route,
                         outcome: "denied".into(),
                         detail: Some(serde_json::json!({ "reason": reason.as_str() })),
                     })
                     .await?;
                 Err(AppError::unauthenticated(format!("{reason}: send Authorization: Bearer <token>")))
             }
+        }
+    }
+}
+
+/// Path parameters; a value of the wrong type (a version that is not a number) is a 400 in the
+/// API's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| ApiPath(v))
+            .map_err(|e| AppError::invalid(e.body_text()))
+    }
+}
+
+/// A raw body (for endpoints whose body is optional); too large is a 413 in the API's shape.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(AppError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large"))
+            }
+            Err(e) => Err(AppError::invalid(e.body_text())),
         }
     }
 }

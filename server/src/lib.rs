@@ -21,7 +21,7 @@ use vouchsafe_core::PublicJwk;
 use vouchsafe_keystore::{KeyRef, KeyStore};
 
 pub use config::Config;
-pub use extract::{ApiJson, Authenticated};
+pub use extract::{ApiBytes, ApiJson, ApiPath, Authenticated};
 
 use crate::audit::AuditLog;
 use crate::auth::TokenTable;

@@ -118,7 +118,7 @@ async fn run(cli: Cli) -> Fallible<std::process::ExitCode> {
             for p in &permissions {
                 Permission::parse(p).ok_or_else(|| format!("unknown permission '{p}'"))?;
             }
-            let token = new_token();
+            let token = new_token()?;
             let mut tx = db.begin().await.map_err(|e| e.message)?;
             tx.insert_api_token(&name, &hex(&token_hash(&token)), &permissions).await.map_err(|e| e.message)?;
             tx.append_audit(&[cli_entry("tokens.create", &name)]).await.map_err(|e| e.message)?;
@@ -166,10 +166,11 @@ fn cli_entry(action: &str, target: &str) -> AuditEntry {
 }
 
 /// 32 random bytes, base64url, with a prefix that makes leaked tokens easy to grep for.
-fn new_token() -> String {
+fn new_token() -> Fallible<String> {
     let mut b = [0u8; 32];
-    vouchsafe_core::rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut b).unwrap_or_default();
-    format!("vsk_{}", vouchsafe_core::b64e(&b))
+    vouchsafe_core::rand_core::TryRng::try_fill_bytes(&mut getrandom::SysRng, &mut b)
+        .map_err(|e| format!("no randomness for a token: {e}"))?;
+    Ok(format!("vsk_{}", vouchsafe_core::b64e(&b)))
 }
 
 async fn state(config: Config, db: Db) -> Fallible<AppState> {
@@ -209,11 +210,21 @@ const DEV_PERMISSIONS: [&str; 7] = [
 
 async fn serve(config: Config, db: Db) -> Fallible<std::process::ExitCode> {
     // First start with no token anywhere: create a development token, print it once.
-    if config.auth.tokens.is_empty()
+    // Only on a loopback address: an all-permission token printed by a server others can reach
+    // is an open door.
+    let no_tokens = config.auth.tokens.is_empty()
         && config.auth.oidc.is_none()
-        && db.api_tokens().await.map_err(|e| e.message)?.is_empty()
-    {
-        let token = new_token();
+        && db.api_tokens().await.map_err(|e| e.message)?.is_empty();
+    if no_tokens && !config.listen.ip().is_loopback() {
+        return Err(format!(
+            "no API tokens are configured and {} is not a loopback address: configure [[auth.tokens]] or [auth.oidc] \
+             (see docs/configuration.md), or create one with `vouchsafe token new`",
+            config.listen
+        )
+        .into());
+    }
+    if no_tokens {
+        let token = new_token()?;
         let perms: Vec<String> = DEV_PERMISSIONS.iter().map(|s| s.to_string()).collect();
         let mut tx = db.begin().await.map_err(|e| e.message)?;
         tx.insert_api_token("dev-admin", &hex(&token_hash(&token)), &perms).await.map_err(|e| e.message)?;

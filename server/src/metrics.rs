@@ -98,6 +98,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The standard methods by name, anything else as `other`: a label never takes a value a caller
+/// can invent (hyper accepts any extension method).
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// A caller-supplied `x-request-id` is kept when it is short and plain; otherwise one is made.
 fn request_id(req: &Request) -> String {
     let given = req.headers().get("x-request-id").and_then(|v| v.to_str().ok());
@@ -119,7 +135,7 @@ fn request_id(req: &Request) -> String {
 pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let id = request_id(&req);
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let start = Instant::now();

@@ -17,6 +17,9 @@ use crate::config::OidcConfig;
 
 /// The soonest the JWKS is fetched again because a token named an unknown `kid`.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// The JWKS is fetched again at least this often, so keys the provider withdraws stop being
+/// trusted.
+const MAX_KEY_AGE: Duration = Duration::from_secs(600);
 /// Clock skew tolerated on `exp`/`nbf`.
 const LEEWAY_SECONDS: u64 = 60;
 
@@ -135,9 +138,10 @@ impl OidcVerifier {
     }
 
     /// Fetches the JWKS again if the last fetch is old enough (a provider that rotated keys).
-    async fn refresh(&self) -> bool {
-        let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < self.refresh_interval) {
+    async fn refresh(&self, min_age: Duration) -> bool {
+        // Never queue behind a fetch in progress (it can take seconds): that caller refreshes.
+        let Ok(mut last) = self.last_fetch.try_lock() else { return false };
+        if last.is_some_and(|t| t.elapsed() < min_age) {
             return false;
         }
         *last = Some(Instant::now());
@@ -164,14 +168,19 @@ impl OidcVerifier {
     pub async fn authenticate(&self, token: &str) -> Result<Caller, OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| OidcError::Malformed)?;
         let kid = header.kid.ok_or(OidcError::UnknownKey)?;
+        self.refresh(MAX_KEY_AGE).await;
         let found = match self.key(&kid) {
             Some(k) => Some(k),
-            None if self.refresh().await => self.key(&kid),
+            None if self.refresh(self.refresh_interval).await => self.key(&kid),
             None => None,
         };
         let (alg, key) = found.ok_or(OidcError::UnknownKey)?;
         if header.alg != alg {
             return Err(OidcError::Algorithm);
+        }
+        // An access token, not an ID token or anything else the provider signs.
+        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT") && !t.eq_ignore_ascii_case("at+jwt")) {
+            return Err(OidcError::Invalid("not an access token".into()));
         }
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[&self.issuer]);
@@ -194,6 +203,11 @@ impl OidcVerifier {
                 .into(),
             )
         })?;
+        // Keycloak marks its tokens with a `typ` claim: "Bearer" for access tokens, "ID" for ID
+        // tokens (whose audience is the client id, so they would otherwise pass).
+        if data.claims["typ"].as_str().is_some_and(|t| !t.eq_ignore_ascii_case("Bearer")) {
+            return Err(OidcError::Invalid("not an access token".into()));
+        }
         Ok(self.caller(&data.claims))
     }
 
@@ -208,11 +222,8 @@ impl OidcVerifier {
         }
         let mut permissions: Vec<Permission> = names.into_iter().filter_map(Permission::parse).collect();
         permissions.dedup();
+        // `sub` is the provider's stable id for the user; names users can edit stay out of the log.
         let sub = claims["sub"].as_str().unwrap_or("?");
-        let who = claims["preferred_username"]
-            .as_str()
-            .map(|u| format!("oidc:{u} ({sub})"))
-            .unwrap_or_else(|| format!("oidc:{sub}"));
-        Caller { name: who, permissions }
+        Caller { name: format!("oidc:{sub}"), permissions }
     }
 }

@@ -462,3 +462,67 @@ async fn openapi_describes_every_endpoint() {
         assert!(dk.get(field).is_some(), "DataKeyResponse.{field}");
     }
 }
+
+/// Findings of a security review, each pinned by a test.
+async fn review_findings_stay_fixed(b: Backend) {
+    let app = test_app(b).await;
+    app.create_key("pii", "aes256-gcm").await;
+    // A key merely *named* like the sealing companion, but symmetric, grants nothing to
+    // holders of keys:decrypt:pii.
+    app.create_key("pii-seal", "aes256-gcm").await;
+    let jwe = datakey_admin(&app, "pii-seal").await.seal(b"other key's data", None, &mut rng()).unwrap();
+    let (s, v) = decrypt(&app, "pii", DECRYPTOR, json!({"jwe": jwe})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{v}");
+    let (s, _) = app.post("/v1/keys/pii/rewrap", DECRYPTOR, json!({"jwe": jwe})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // A NUL byte (or any impossible name) in the path never reaches the database or the audit
+    // log, and does not disturb anyone else's requests.
+    for path in ["/v1/keys/a%00b/datakey", "/v1/keys/A/datakey", "/v1/keys/%F0%9F%94%91/decrypt"] {
+        let (s, v) = app.post(path, NOBODY, json!({"jwe": "x"})).await;
+        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{path}");
+    }
+    assert_eq!(app.post("/v1/keys/pii/datakey", ENCRYPTOR, json!({})).await.0, StatusCode::OK);
+
+    // Path parameters of the wrong type get the JSON error shape.
+    let (s, v) = app.post("/v1/keys/pii/versions/one/state", ADMIN, json!({"state":"retired"})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{v}");
+
+    // Unauthenticated noise is logged by route template, not by the bytes sent.
+    let (s, _) = app.call("POST", "/v1/keys/zzzzzzzzzzzzzzzz/datakey", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let last = app.audit().await.pop().unwrap();
+    assert_eq!((last["actor"].as_str(), last["target"].as_str()), (Some("anonymous"), Some("/v1/keys/{name}/datakey")));
+
+    // A refused unwrap (disabled version) is a denial on record.
+    let dk = datakey(&app, "pii").await;
+    app.post("/v1/keys/pii/rotate", ADMIN, json!({})).await;
+    app.post("/v1/keys/pii/versions/1/state", ADMIN, json!({"state":"disabled"})).await;
+    let w = dk.wrapped();
+    let (s, v) = app
+        .post("/v1/keys/pii/unwrap", DECRYPTOR, json!({"header": w.header(), "encrypted_key": w.encrypted_key_b64()}))
+        .await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("key_disabled")));
+    let last = app.audit().await.pop().unwrap();
+    assert_eq!((last["action"].as_str(), last["outcome"].as_str()), (Some("keys.unwrap"), Some("denied")));
+}
+
+#[tokio::test]
+async fn review_findings_sqlite() {
+    review_findings_stay_fixed(Backend::SqliteSoft).await;
+}
+
+#[tokio::test]
+async fn review_findings_postgres() {
+    review_findings_stay_fixed(Backend::PostgresSoft).await;
+}
+
+#[tokio::test]
+async fn metric_labels_never_take_caller_values() {
+    let app = test_app(Backend::SqliteSoft).await;
+    let req = Request::builder().method("FROBNICATE").uri("/healthz").body(Body::empty()).unwrap();
+    app.send(req).await;
+    let (_, _, body) = app.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let text = body.as_str().unwrap();
+    assert!(!text.contains("FROBNICATE") && text.contains(r#"method="other""#), "{text}");
+}

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use getrandom::SysRng;
@@ -21,7 +21,7 @@ use super::{BATCH_BODY_LIMIT, MAX_ITEMS, authorize, ok_entry};
 use crate::auth::{KeyPattern, Permission};
 use crate::db::{KeyRecord, VersionRecord, VersionState};
 use crate::error::{AppError, AppResult};
-use crate::{ApiJson, AppState, Authenticated};
+use crate::{ApiBytes, ApiJson, ApiPath, AppState, Authenticated};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -90,9 +90,10 @@ fn yes() -> bool {
 pub async fn datakey(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(name): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(name): ApiPath<String>,
+    ApiBytes(body): ApiBytes,
 ) -> AppResult<Json<DataKeyResponse>> {
+    super::check_name(&name)?;
     authorize(&state, &caller, encrypt_perm(&name), "keys.datakey", &name).await?;
     // The body is optional: none, `{}` and `{"plaintext":false}` are all fine.
     let req: DataKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -137,17 +138,29 @@ pub struct UnwrapRequest {
 pub async fn unwrap(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<UnwrapRequest>,
 ) -> AppResult<Json<Plaintext>> {
+    super::check_name(&name)?;
     authorize(&state, &caller, decrypt_perm(&name), "keys.unwrap", &name).await?;
-    let wrapped = WrappedDek::from_header(&req.header, &req.encrypted_key)?;
-    let (rec, v) = resolve(&state, &name, &wrapped.kid, false).await?;
-    let (kid, kind, handle) = version_ref(&v, rec.kind);
-    let dek = state
-        .keystore_call("unwrap", move |ks| ks.unwrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &wrapped))
-        .await?;
-    state.audit(ok_entry(&caller, "keys.unwrap", &v.kid, None)).await?;
+    let result = async {
+        let wrapped = WrappedDek::from_header(&req.header, &req.encrypted_key)?;
+        let (rec, v) = resolve(&state, &name, &wrapped.kid, false).await?;
+        let (kid, kind, handle) = version_ref(&v, rec.kind);
+        let dek = state
+            .keystore_call("unwrap", move |ks| ks.unwrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &wrapped))
+            .await?;
+        Ok::<_, AppError>((dek, v.kid))
+    }
+    .await;
+    let (dek, kid) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            super::audit_failure(&state, &caller, "keys.unwrap", &name, &e).await;
+            return Err(e);
+        }
+    };
+    state.audit(ok_entry(&caller, "keys.unwrap", &kid, None)).await?;
     Ok(Json(Plaintext { plaintext: b64e(dek.expose_secret()), text: None }))
 }
 
@@ -166,6 +179,11 @@ async fn resolve(
         return Err(AppError::invalid(format!("kid '{kid}' belongs to key '{key_name}', not '{path_name}'")));
     }
     let rec = state.key(key_name).await?;
+    // The companion rule exists for one thing: data sealed offline to `<name>-seal`, an ecdh-p256
+    // key. A key that merely has that name but another type grants nothing.
+    if key_name != path_name && rec.kind != KeyKind::EcdhP256 {
+        return Err(AppError::invalid(format!("kid '{kid}' belongs to key '{key_name}', not '{path_name}'")));
+    }
     let v = rec.version(version).ok_or_else(|| AppError::not_found(format!("no key version '{kid}'")))?.clone();
     if v.state == VersionState::Disabled {
         return Err(AppError::new(
@@ -273,9 +291,10 @@ fn is_operational(e: &AppError) -> bool {
 pub async fn decrypt(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<OneOrMany>,
 ) -> AppResult<Json<DecryptResponse>> {
+    super::check_name(&name)?;
     authorize(&state, &caller, decrypt_perm(&name), "keys.decrypt", &name).await?;
     let (items, batch) = req.into_items()?;
     let mut results = Vec::with_capacity(items.len());
@@ -332,9 +351,10 @@ pub async fn decrypt(
 pub async fn rewrap(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<OneOrMany>,
 ) -> AppResult<Json<RewrapResponse>> {
+    super::check_name(&name)?;
     authorize(&state, &caller, decrypt_perm(&name), "keys.rewrap", &name).await?;
     let (items, batch) = req.into_items()?;
     let mut results: Vec<AppResult<String>> = Vec::with_capacity(items.len());
@@ -354,9 +374,12 @@ pub async fn rewrap(
             Ok(jwe) => results.push(Ok(jwe)),
         }
     }
-    state
-        .audit(ok_entry(&caller, "keys.rewrap", &name, Some(json!({ "count": items.len(), "failed": failed }))))
-        .await?;
+    let mut entry = ok_entry(&caller, "keys.rewrap", &name, Some(json!({ "count": items.len(), "failed": failed })));
+    if failed == items.len() {
+        let code = results.iter().find_map(|r| r.as_ref().err()).map(|e| e.code).unwrap_or("unknown");
+        entry.outcome = format!("error:{code}");
+    }
+    state.audit(entry).await?;
     if !batch {
         return match results.pop() {
             Some(Ok(jwe)) => Ok(Json(RewrapResponse::One(Sealed { jwe }))),
@@ -396,7 +419,8 @@ async fn reseal(state: &AppState, o: &Opened) -> AppResult<String> {
 /// The current public JWK of an `ecdh-p256` or `ecdsa-p256` key.
 #[utoipa::path(get, path = "/v1/keys/{name}/public", tag = "public keys", params(("name" = String, Path)),
     responses((status = 200, body = Object, description = "P-256 JWK with kid, use, alg"), (status = 404, body = ErrorBody)))]
-pub async fn public(State(state): State<AppState>, Path(name): Path<String>) -> AppResult<Json<Value>> {
+pub async fn public(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> AppResult<Json<Value>> {
+    super::check_name(&name)?;
     let rec = state.key(&name).await?;
     if rec.kind == KeyKind::Aes256Gcm {
         return Err(AppError::not_found(format!("'{name}' is a symmetric key; it has no public key")));

@@ -1,7 +1,7 @@
 //! Key administration: create, list, show, rotate, set a version's state. Every change and its
 //! audit entry commit in one transaction.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -15,7 +15,7 @@ use super::{authorize, key_view, ok_entry};
 use crate::auth::{Caller, Permission};
 use crate::db::{VersionRecord, VersionState, now_ms};
 use crate::error::{AppError, AppResult};
-use crate::{ApiJson, AppState, Authenticated};
+use crate::{ApiJson, ApiPath, AppState, Authenticated};
 
 /// Key administration routes.
 pub fn router() -> Router<AppState> {
@@ -100,8 +100,9 @@ pub async fn list(State(state): State<AppState>, Authenticated(caller): Authenti
 pub async fn show(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> AppResult<Json<KeyView>> {
+    super::check_name(&name)?;
     authorize(&state, &caller, Permission::KeysAdmin, "keys.show", &name).await?;
     let k = state.db().key(&name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
     Ok(Json(key_view(&k)))
@@ -113,8 +114,9 @@ pub async fn show(
 pub async fn rotate(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> AppResult<Json<KeyView>> {
+    super::check_name(&name)?;
     authorize(&state, &caller, Permission::KeysAdmin, "keys.rotate", &name).await?;
     let rec = rotate_key(&state, &caller, &name).await?;
     Ok(Json(key_view(&rec)))
@@ -166,9 +168,10 @@ pub struct SetState {
 pub async fn set_state(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((name, version)): Path<(String, u32)>,
+    ApiPath((name, version)): ApiPath<(String, u32)>,
     ApiJson(req): ApiJson<SetState>,
 ) -> AppResult<Json<KeyView>> {
+    super::check_name(&name)?;
     let kid = vouchsafe_core::kid::format(&name, version);
     authorize(&state, &caller, Permission::KeysAdmin, "keys.set_state", &kid).await?;
     let new = VersionState::parse(&req.state)

@@ -62,6 +62,28 @@ pub async fn authorize(
     Err(AppError::forbidden(format!("this operation needs the permission {}", wanted.to_text())))
 }
 
+/// Refuses a key name that cannot exist before anything else happens (it would otherwise reach
+/// the database and the audit log: a NUL byte, say, which PostgreSQL rejects).
+pub fn check_name(name: &str) -> AppResult<()> {
+    if vouchsafe_core::kid::valid_name(name) {
+        Ok(())
+    } else {
+        Err(AppError::not_found("no such key: a key name is 1–64 of a-z, 0-9, '-', '_', starting with a letter"))
+    }
+}
+
+/// Records a refused or failed operation: `denied` for a 403, `error:<code>` otherwise. If the
+/// entry cannot be written the original error still goes back (the operation did not happen).
+pub async fn audit_failure(state: &AppState, caller: &Caller, action: &str, target: &str, e: &AppError) {
+    let outcome =
+        if e.status == axum::http::StatusCode::FORBIDDEN { "denied".to_string() } else { format!("error:{}", e.code) };
+    let entry =
+        AuditEntry { actor: caller.name.clone(), action: action.into(), target: target.into(), outcome, detail: None };
+    if let Err(a) = state.audit(entry).await {
+        tracing::error!(code = a.code, "could not audit a failed operation");
+    }
+}
+
 /// An audit entry for a successful operation.
 pub fn ok_entry(caller: &Caller, action: &str, target: &str, detail: Option<Value>) -> AuditEntry {
     AuditEntry {
