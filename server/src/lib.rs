@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+mod batcher;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -49,6 +50,7 @@ struct Inner {
     publics: RwLock<HashMap<String, PublicJwk>>,
     oidc: Option<oidc::OidcVerifier>,
     metrics: metrics::Metrics,
+    batcher: batcher::Batcher,
 }
 
 impl AppState {
@@ -66,6 +68,8 @@ impl AppState {
         oidc: Option<oidc::OidcVerifier>,
     ) -> Self {
         let audit = AuditLog::start(db.clone());
+        let lanes = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let batcher = batcher::Batcher::start(keystore.clone(), lanes);
         let inner = Inner {
             config,
             db,
@@ -76,6 +80,7 @@ impl AppState {
             publics: RwLock::default(),
             oidc,
             metrics: metrics::Metrics::default(),
+            batcher,
         };
         AppState { inner: Arc::new(inner) }
     }
@@ -170,7 +175,7 @@ impl AppState {
         // An HSM call blocks: off the runtime. The soft keystore's work is a few microseconds of
         // CPU, cheaper than the thread hand-off, so it runs in place.
         let res = if ks.blocking() {
-            tokio::task::spawn_blocking(move || f(&*ks)).await.map_err(AppError::internal)?
+            self.inner.batcher.call(f).await.ok_or_else(|| AppError::internal("keystore dispatcher stopped"))?
         } else {
             f(&*ks)
         };
