@@ -33,6 +33,9 @@ use crate::error::{AppError, AppResult};
 /// within this time; the instance that made it sees it at once.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 
+/// When the JWKS body was built, and the body with its ETag.
+type JwksCache = (Instant, Arc<(Vec<u8>, String)>);
+
 /// Everything a handler needs.
 #[derive(Clone)]
 pub struct AppState {
@@ -51,6 +54,11 @@ struct Inner {
     oidc: Option<oidc::OidcVerifier>,
     metrics: metrics::Metrics,
     batcher: batcher::Batcher,
+    rotation: tokio::sync::Mutex<()>,
+    /// Bumped by every invalidation: a read that began before it must not refill the cache.
+    key_generation: std::sync::atomic::AtomicU64,
+    /// The JWKS body and its ETag, briefly.
+    jwks: RwLock<Option<JwksCache>>,
 }
 
 impl AppState {
@@ -81,8 +89,17 @@ impl AppState {
             oidc,
             metrics: metrics::Metrics::default(),
             batcher,
+            rotation: tokio::sync::Mutex::new(()),
+            key_generation: std::sync::atomic::AtomicU64::new(0),
+            jwks: RwLock::default(),
         };
         AppState { inner: Arc::new(inner) }
+    }
+
+    /// Serialises key rotations within this process (SQLite: generation happens outside the
+    /// database-wide write lock).
+    pub fn rotation_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.rotation
     }
 
     /// The metrics registry.
@@ -127,20 +144,37 @@ impl AppState {
         {
             return Ok(rec.clone());
         }
+        let generation = self.inner.key_generation.load(std::sync::atomic::Ordering::Acquire);
         let rec =
             Arc::new(self.db().key(name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?);
-        self.inner
-            .keys
-            .write()
-            .map_err(|_| AppError::internal("key cache poisoned"))?
-            .insert(name.to_string(), (Instant::now(), rec.clone()));
+        let mut cache = self.inner.keys.write().map_err(|_| AppError::internal("key cache poisoned"))?;
+        if self.inner.key_generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+            cache.insert(name.to_string(), (Instant::now(), rec.clone()));
+        }
         Ok(rec)
     }
 
     /// Forgets a cached key after this instance changed it.
     pub fn invalidate_key(&self, name: &str) {
+        self.inner.key_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if let Ok(mut k) = self.inner.keys.write() {
             k.remove(name);
+        }
+        if let Ok(mut j) = self.inner.jwks.write() {
+            *j = None;
+        }
+    }
+
+    /// The cached JWKS body and ETag, if fresh.
+    pub fn cached_jwks(&self) -> Option<Arc<(Vec<u8>, String)>> {
+        let j = self.inner.jwks.read().ok()?;
+        j.as_ref().filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL).map(|(_, b)| b.clone())
+    }
+
+    /// Stores the JWKS body and ETag.
+    pub fn cache_jwks(&self, body: Arc<(Vec<u8>, String)>) {
+        if let Ok(mut j) = self.inner.jwks.write() {
+            *j = Some((Instant::now(), body));
         }
     }
 

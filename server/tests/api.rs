@@ -526,3 +526,23 @@ async fn metric_labels_never_take_caller_values() {
     let text = body.as_str().unwrap();
     assert!(!text.contains("FROBNICATE") && text.contains(r#"method="other""#), "{text}");
 }
+
+#[tokio::test]
+async fn concurrent_rotations_on_sqlite_all_land_in_order() {
+    let app = std::sync::Arc::new(test_app(Backend::SqliteSoft).await);
+    app.create_key("vouchers", "ecdsa-p256").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.post("/v1/keys/vouchers/rotate", ADMIN, json!({})).await.0 })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let (_, k) = app.get("/v1/keys/vouchers", ADMIN).await;
+    assert_eq!(k["current_version"], 9);
+    // The JWKS served right after reflects every version at once (its cache is dropped on change).
+    let (_, jwks) = app.call("GET", "/.well-known/jwks.json", None, None).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 9);
+}

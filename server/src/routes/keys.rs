@@ -131,21 +131,44 @@ pub async fn rotate_key(
     let name = name.to_string();
     let rec = state.db().key(&name).await?.ok_or_else(|| AppError::not_found(format!("no key named '{name}'")))?;
     let kind = rec.kind;
-    let mut tx = state.db().begin().await?;
-    let current = tx.current_version_for_update(&name).await?.ok_or_else(|| AppError::not_found("key vanished"))?;
-    let next = current + 1;
-    let kid = vouchsafe_core::kid::format(&name, next);
-    let k = kid.clone();
-    // Generated inside the transaction: if it fails to commit, an unused token object remains,
-    // never a stored version without its key.
-    let handle = state.keystore_call("generate", move |ks| ks.generate(&k, kind)).await?;
-    let v = VersionRecord {
-        version: next,
-        kid: kid.clone(),
-        state: VersionState::Active,
-        handle,
-        created_at: now_ms() / 1000,
+    let generate = |version: u32| {
+        let kid = vouchsafe_core::kid::format(&name, version);
+        async move {
+            let k = kid.clone();
+            let handle = state.keystore_call("generate", move |ks| ks.generate(&k, kind)).await?;
+            Ok::<_, AppError>(VersionRecord {
+                version,
+                kid,
+                state: VersionState::Active,
+                handle,
+                created_at: now_ms() / 1000,
+            })
+        }
     };
+    // If the transaction does not commit, an unused keystore object remains — never a stored
+    // version without its key.
+    // SQLite's write lock is database-wide: there, generate first (one rotation at a time in
+    // this process, the only one on the file; the guard lives until the commit), then hold the
+    // database lock only to insert.
+    let sqlite = state.db().engine() == "sqlite";
+    let _one_at_a_time = if sqlite { Some(state.rotation_lock().lock().await) } else { None };
+    let (mut tx, current, v) = if sqlite {
+        // Read under the lock: a rotation queued behind another must see its result.
+        let current = state.db().key(&name).await?.ok_or_else(|| AppError::not_found("key vanished"))?.current_version;
+        let v = generate(current + 1).await?;
+        let mut tx = state.db().begin().await?;
+        if tx.current_version_for_update(&name).await? != Some(current) {
+            return Err(AppError::conflict("the key changed while rotating; retry"));
+        }
+        (tx, current, v)
+    } else {
+        // PostgreSQL locks just this key's row, so other instances' rotations of it wait.
+        let mut tx = state.db().begin().await?;
+        let current = tx.current_version_for_update(&name).await?.ok_or_else(|| AppError::not_found("key vanished"))?;
+        let v = generate(current + 1).await?;
+        (tx, current, v)
+    };
+    let kid = v.kid.clone();
     tx.add_current_version(&name, &v).await?;
     tx.append_audit(&[ok_entry(caller, "keys.rotate", &kid, Some(json!({ "previous": current })))]).await?;
     tx.commit().await?;

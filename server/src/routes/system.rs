@@ -31,6 +31,30 @@ pub fn router() -> Router<AppState> {
 /// Every non-disabled version of each signing key (old vouchers keep verifying) and only the
 /// current version of each sealing key (clients seal to the newest).
 pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    // Unauthenticated and polled by every client: served from a copy that lives as long as the
+    // key cache (2 s) and is dropped as soon as this instance changes a key.
+    let cached = match state.cached_jwks() {
+        Some(c) => c,
+        None => {
+            let c = std::sync::Arc::new(build_jwks(&state).await?);
+            state.cache_jwks(c.clone());
+            c
+        }
+    };
+    let (body, etag) = (&cached.0, &cached.1);
+    let mut resp = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    h.insert(header::ETAG, HeaderValue::from_str(etag).map_err(AppError::internal)?);
+    Ok(resp)
+}
+
+/// The JWKS body and its ETag.
+async fn build_jwks(state: &AppState) -> AppResult<(Vec<u8>, String)> {
     let mut keys = Vec::new();
     for name in state.db().key_names().await? {
         let rec = state.key(&name).await?;
@@ -50,15 +74,7 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> AppResul
     }
     let body = serde_json::to_vec(&json!({ "keys": keys })).map_err(AppError::internal)?;
     let etag = format!("\"{}\"", vouchsafe_core::b64e(&Sha256::digest(&body)[..18]));
-    let mut resp = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(AppError::internal)?);
-    Ok(resp)
+    Ok((body, etag))
 }
 
 /// `GET /v1/audit` parameters.
