@@ -50,18 +50,19 @@ fn es256(kid: &str, claims: &Value) -> String {
 }
 
 async fn app_with_oidc(jwks: &str) -> TestApp {
+    let oidc = verifier(jwks).await;
+    app_with_verifier(oidc).await
+}
+
+async fn verifier(jwks: &str) -> OidcVerifier {
+    OidcVerifier::new(&OidcConfig { issuer: ISS.into(), jwks: jwks.into(), audience: AUD.into() }).await.unwrap()
+}
+
+async fn app_with_verifier(oidc: OidcVerifier) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("vs.db").display());
-    let db = Db::connect(&url).await.unwrap();
-    let oidc =
-        OidcVerifier::new(&OidcConfig { issuer: ISS.into(), jwks: jwks.into(), audience: AUD.into() }).await.unwrap();
-    let state = AppState::with_oidc(
-        Config::default(),
-        db,
-        common::keystore(Backend::SqliteSoft),
-        TokenTable::default(),
-        Some(oidc),
-    );
+    let db = Db::connect(&format!("sqlite://{}", dir.path().join("vs.db").display())).await.unwrap();
+    let ks = common::keystore(Backend::SqliteSoft);
+    let state = AppState::with_oidc(Config::default(), db, ks, TokenTable::default(), Some(oidc));
     TestApp::from_state(state, dir)
 }
 
@@ -196,21 +197,8 @@ async fn jwks_url_and_key_rotation_at_the_provider() {
 
     // With the interval passed (0 here), the unknown kid triggers one refetch and the provider's
     // new key is accepted without a restart.
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::connect(&format!("sqlite://{}", dir.path().join("vs.db").display())).await.unwrap();
     *served.write().unwrap() = json!({ "keys": [full["keys"][0]] }).to_string();
-    let oidc = OidcVerifier::new(&OidcConfig { issuer: ISS.into(), jwks: url.clone(), audience: AUD.into() })
-        .await
-        .unwrap()
-        .with_refresh_interval(std::time::Duration::ZERO);
-    let state = AppState::with_oidc(
-        Config::default(),
-        db,
-        common::keystore(Backend::SqliteSoft),
-        TokenTable::default(),
-        Some(oidc),
-    );
-    let app = TestApp::from_state(state, dir);
+    let app = app_with_verifier(verifier(&url).await.with_refresh_interval(std::time::Duration::ZERO)).await;
     assert_eq!(app.get("/v1/keys", &ec_token).await.0, StatusCode::UNAUTHORIZED);
     *served.write().unwrap() = full.to_string();
     let (s, v) = app.get("/v1/keys", &ec_token).await;
