@@ -154,9 +154,15 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     println!("| keystore | operation | throughput | connections | p50 | p99 |");
     println!("|---|---|---|---|---|---|");
+    // VOUCHSAFE_BENCH_ONLY=soft|softhsm runs one keystore (for profiling).
+    let only = std::env::var("VOUCHSAFE_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
-        run("soft", softhsm::soft(), dur).await;
-        run("SoftHSM2", softhsm::softhsm(), dur).await;
+        if only.is_empty() || only == "soft" {
+            run("soft", softhsm::soft(), dur).await;
+        }
+        if only.is_empty() || only == "softhsm" {
+            run("SoftHSM2", softhsm::softhsm(), dur).await;
+        }
     });
     if smoke {
         println!("server load bench smoke run: 1 passed, 0 failed");

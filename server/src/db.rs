@@ -167,6 +167,9 @@ pub struct AuditRow {
     pub hash: String,
 }
 
+/// Rows per audit INSERT statement (9 parameters each; well under both engines' limits).
+const AUDIT_ROWS_PER_INSERT: usize = 500;
+
 /// The chain's starting `prev_hash`.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -429,19 +432,40 @@ impl Tx {
             }
         };
         let ts = now_ms();
-        let mut seqs = Vec::with_capacity(entries.len());
+        // Link the whole batch first, then write it with one multi-row INSERT per chunk: every
+        // statement is a round trip (to SQLite's worker thread, or to PostgreSQL).
+        let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             seq += 1;
             let hash = audit_hash(&prev, seq, ts, e);
-            let detail = e.detail.as_ref().map(|d| d.to_string());
-            on_tx!(self, c => sqlx::query(
-                "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, detail, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                .bind(seq).bind(ts).bind(&e.actor).bind(&e.action).bind(&e.target).bind(&e.outcome)
-                .bind(detail).bind(&prev).bind(&hash).execute(c).await?.rows_affected());
-            seqs.push(seq);
-            prev = hash;
+            rows.push((
+                seq,
+                e,
+                e.detail.as_ref().map(|d| d.to_string()),
+                std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            ));
         }
+        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+            on_tx!(self, c => {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, detail, prev_hash, hash) ",
+                );
+                q.push_values(chunk, |mut b, (seq, e, detail, prev_hash, hash)| {
+                    b.push_bind(*seq)
+                        .push_bind(ts)
+                        .push_bind(e.actor.as_str())
+                        .push_bind(e.action.as_str())
+                        .push_bind(e.target.as_str())
+                        .push_bind(e.outcome.as_str())
+                        .push_bind(detail.as_deref())
+                        .push_bind(prev_hash.as_str())
+                        .push_bind(hash.as_str());
+                });
+                q.build().execute(c).await?.rows_affected()
+            });
+        }
+        let seqs = rows.iter().map(|r| r.0).collect();
         on_tx!(self, c => sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq).bind(&prev).execute(c).await?.rows_affected());
         Ok(seqs)

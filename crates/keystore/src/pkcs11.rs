@@ -151,6 +151,9 @@ struct Pool {
     /// Bumped on every reconnect; sessions and object handles from an older generation are
     /// never reused.
     generation: u64,
+    /// Threads waiting for a session. Notifying a condition variable is a system call even when
+    /// nobody waits, and would otherwise happen on every operation.
+    waiters: usize,
 }
 
 /// (CKA_ID, class tag) → (pool generation, handle).
@@ -205,7 +208,7 @@ impl Pkcs11KeyStore {
             token_label: config.token_label.clone(),
             pin,
             max_sessions: config.max_sessions.unwrap_or((2 * cpus).max(4)).max(1),
-            pool: Mutex::new(Pool { idle: Vec::new(), open: 0, slot: None, generation: 0 }),
+            pool: Mutex::new(Pool { idle: Vec::new(), open: 0, slot: None, generation: 0, waiters: 0 }),
             freed: Condvar::new(),
             objects: RwLock::default(),
             publics: RwLock::default(),
@@ -284,7 +287,9 @@ impl Pkcs11KeyStore {
                     }
                     Err(e) => {
                         pool.open -= 1;
-                        self.freed.notify_one();
+                        if pool.waiters > 0 {
+                            self.freed.notify_one();
+                        }
                         Err(e)
                     }
                 };
@@ -297,7 +302,10 @@ impl Pkcs11KeyStore {
                     SESSION_WAIT.as_secs()
                 )));
             }
-            pool = self.freed.wait_timeout(pool, deadline - now).map_err(|_| internal("session pool"))?.0;
+            pool.waiters += 1;
+            let waited = self.freed.wait_timeout(pool, deadline - now);
+            pool = waited.map_err(|_| internal("session pool"))?.0;
+            pool.waiters -= 1;
         }
     }
 
@@ -350,7 +358,9 @@ impl Pkcs11KeyStore {
             } else {
                 pool.idle.push(session);
             }
-            self.freed.notify_all();
+            if pool.waiters > 0 {
+                self.freed.notify_all();
+            }
         }
         if broken {
             self.forget_objects();
