@@ -15,6 +15,7 @@ pub mod jwe;
 pub mod jwk;
 pub mod jws;
 pub mod kid;
+pub mod status;
 
 pub use encoding::{StrictObject, b64d, b64e};
 pub use error::Error;
@@ -22,6 +23,7 @@ pub use jwe::{DataKey, Jwe, JweHeader, WrappedDek, seal_to_public_key};
 pub use jwk::{Jwks, KeyUse, PublicJwk};
 pub use kdf::concat_kdf_sha256;
 pub use keys::{Dek, KeyAgreement, SharedSecret, Signer};
+pub use status::{StatusList, VerifiedStatusList};
 pub use voucher::{MAX_LEEWAY_SECONDS, REGISTERED_CLAIMS, StatusRef, VOUCHER_TYP, VoucherClaims, VoucherValidator};
 
 /// Re-exported so callers name the same P-256 types vouchsafe-core uses.

@@ -238,6 +238,33 @@ impl VoucherValidator {
     }
 }
 
+impl VoucherValidator {
+    /// [`validate`](Self::validate), then the voucher's revocation status in whichever of
+    /// `lists` has the URI its `status` claim names. A non-zero status (revoked, suspended, …)
+    /// is [`Error::Revoked`]; an index past the end of the list is an invalid claim. A voucher
+    /// whose list is not among `lists` passes this check: the caller decides whether a missing
+    /// list is acceptable (see [`VoucherClaims::status`]).
+    pub fn validate_with_status(
+        &self,
+        token: &str,
+        jwks: &Jwks,
+        now: i64,
+        lists: &[crate::status::VerifiedStatusList],
+    ) -> Result<VoucherClaims, Error> {
+        let claims = self.validate(token, jwks, now)?;
+        if let Some(st) = &claims.status
+            && let Some(list) = lists.iter().find(|l| l.uri == st.uri)
+        {
+            match list.list.get(st.idx) {
+                Some(0) => {}
+                Some(_) => return Err(Error::Revoked),
+                None => return Err(Error::InvalidClaim("status")),
+            }
+        }
+        Ok(claims)
+    }
+}
+
 /// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and `application/` may
 /// be left out.
 pub(crate) fn media_type_is(typ: &str, expected: &str) -> bool {
