@@ -393,6 +393,13 @@ impl Pkcs11KeyStore {
                     last = ck_name(&e);
                     self.forget_objects();
                 }
+                // Logged in but an uninformative failure: SoftHSM's file store gives these now
+                // and then under concurrent use. Try again; persistent ones end as Unavailable.
+                Err(OpError::Ck(e))
+                    if matches!(e, CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, _)) =>
+                {
+                    last = ck_name(&e);
+                }
                 Err(OpError::Ck(e)) => return Err(KeystoreError::Internal(ck_name(&e))),
                 Err(OpError::Ks(KeystoreError::KeyNotFound)) => {
                     // A missing object may mean the token itself went away or came back in
@@ -469,6 +476,46 @@ impl Pkcs11KeyStore {
     }
 }
 
+/// Creates the token object(s) of a new key: sensitive, never extractable, labelled with the kid.
+fn create_key_objects(s: &Session, kind: KeyKind, label: &[u8], id: &[u8]) -> Result<(), CkError> {
+    let common = [
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Label(label.to_vec()),
+        Attribute::Id(id.to_vec()),
+    ];
+    match kind {
+        KeyKind::Aes256Gcm => {
+            let mut t = common.to_vec();
+            t.extend([
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::ValueLen(32.into()),
+                Attribute::Encrypt(true),
+                Attribute::Decrypt(true),
+            ]);
+            s.generate_key(&Mechanism::AesKeyGen, &t)?;
+        }
+        KeyKind::EcdsaP256 | KeyKind::EcdhP256 => {
+            let sign = kind == KeyKind::EcdsaP256;
+            let public = [
+                Attribute::Token(true),
+                Attribute::Private(false),
+                Attribute::EcParams(P256_EC_PARAMS.to_vec()),
+                Attribute::Verify(sign),
+                Attribute::Label(label.to_vec()),
+                Attribute::Id(id.to_vec()),
+            ];
+            let mut private = common.to_vec();
+            private.extend([Attribute::Sign(sign), Attribute::Derive(!sign)]);
+            s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+        }
+    }
+    Ok(())
+}
+
 /// Length of the `CKA_ID` this provider gives each key.
 const ID_LEN: usize = 16;
 
@@ -490,49 +537,29 @@ impl KeyStore for Pkcs11KeyStore {
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError> {
         let label = kid.as_bytes().to_vec();
         // Creating token objects concurrently makes SoftHSM's file store fail now and then with
-        // CKR_GENERAL_ERROR; key generation is rare, so it is simply done one at a time.
+        // CKR_GENERAL_ERROR; key generation is rare, so it is done one at a time in-process.
         static CREATE: Mutex<()> = Mutex::new(());
         let _one_at_a_time = CREATE.lock().unwrap_or_else(|e| e.into_inner());
         let id = self.with_session(|s, _| {
-            // A fresh id per attempt: if a retried call had in fact succeeded, its object keeps
-            // its own id instead of making this one ambiguous.
-            let id = new_id()?;
-            let common = [
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(false),
-                Attribute::Label(label.clone()),
-                Attribute::Id(id.clone()),
-            ];
-            match kind {
-                KeyKind::Aes256Gcm => {
-                    let mut t = common.to_vec();
-                    t.extend([
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::ValueLen(32.into()),
-                        Attribute::Encrypt(true),
-                        Attribute::Decrypt(true),
-                    ]);
-                    s.generate_key(&Mechanism::AesKeyGen, &t)?;
-                }
-                KeyKind::EcdsaP256 | KeyKind::EcdhP256 => {
-                    let sign = kind == KeyKind::EcdsaP256;
-                    let public = [
-                        Attribute::Token(true),
-                        Attribute::Private(false),
-                        Attribute::EcParams(P256_EC_PARAMS.to_vec()),
-                        Attribute::Verify(sign),
-                        Attribute::Label(label.clone()),
-                        Attribute::Id(id.clone()),
-                    ];
-                    let mut private = common.to_vec();
-                    private.extend([Attribute::Sign(sign), Attribute::Derive(!sign)]);
-                    s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?;
+            // SoftHSM's file store can also fail a creation that races other sessions reading the
+            // token, with the same uninformative code. While still logged in, such a failure is
+            // retried, each time with a fresh id: had a failed call in fact created its object,
+            // that object keeps its own id and is merely unused.
+            let mut attempts = 0;
+            loop {
+                let id = new_id()?;
+                match create_key_objects(s, kind, &label, &id) {
+                    Ok(()) => return Ok(id),
+                    Err(CkError::Pkcs11(RvError::GeneralError | RvError::FunctionFailed, f))
+                        if attempts < 4 && logged_in(s) =>
+                    {
+                        attempts += 1;
+                        tracing::warn!(function = ?f, attempts, "token refused to create a key; retrying");
+                        std::thread::sleep(Duration::from_millis(5 * attempts));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
-            Ok(id)
         })?;
         Ok(KeyHandle(id))
     }
