@@ -109,13 +109,8 @@ pub async fn datakey(
     Ok(Json(DataKeyResponse {
         kid: wrapped.kid.clone(),
         plaintext: req.plaintext.then(|| b64e(dek.expose_secret())),
-        header: WrapHeader {
-            alg: ALG_A256GCMKW.into(),
-            enc: vouchsafe_core::jwe::ENC_A256GCM.into(),
-            kid: wrapped.kid.clone(),
-            iv: b64e(&wrapped.iv),
-            tag: b64e(&wrapped.tag),
-        },
+        // The header's layout is vouchsafe-core's; the typed struct only describes it.
+        header: serde_json::from_value::<WrapHeader>(Value::Object(wrapped.header())).map_err(AppError::internal)?,
         encrypted_key: wrapped.encrypted_key_b64(),
     }))
 }

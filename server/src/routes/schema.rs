@@ -1,7 +1,7 @@
 //! The JSON shapes the API returns, typed so the OpenAPI description is generated from the
 //! same code that produces the responses.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Every error: `{"error":{"code","message"}}`.
@@ -57,7 +57,8 @@ pub struct KeyList {
 }
 
 /// The wrap header: the start of an `A256GCMKW` JWE's protected header.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct WrapHeader {
     /// Always `A256GCMKW`.
     pub alg: String,
