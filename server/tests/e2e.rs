@@ -12,13 +12,25 @@ use vouchsafe_core::rand_core::UnwrapErr;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vouchsafe");
 
+/// Kills the server if the test fails before stopping it, so a failing run leaves nothing behind.
+struct Server(Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Starts `vouchsafe serve` in `dir`; returns the child, its port and every stdout line up to
 /// "listening".
-fn serve(dir: &std::path::Path) -> (Child, u16, Vec<String>) {
+fn serve(dir: &std::path::Path) -> (Server, u16, Vec<String>) {
     let port = free_port();
     let mut child = Command::new(BIN)
         .arg("serve")
@@ -41,10 +53,11 @@ fn serve(dir: &std::path::Path) -> (Child, u16, Vec<String>) {
         }
         assert!(Instant::now() < deadline, "server did not start: {lines:?}");
     }
-    (child, port, lines)
+    (Server(Some(child)), port, lines)
 }
 
-fn stop(mut child: Child) {
+fn stop(mut server: Server) {
+    let Some(mut child) = server.0.take() else { return };
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
