@@ -9,10 +9,10 @@ use serde::Deserialize;
 use vouchsafe_keystore::KeystoreConfig;
 
 /// Top-level keys the environment may override (`VOUCHSAFE_LISTEN`, `VOUCHSAFE_KEYSTORE__MODULE`).
-const SECTIONS: [&str; 5] = ["listen", "database_url", "issuer", "keystore", "auth"];
+const SECTIONS: [&str; 6] = ["listen", "database_url", "issuer", "keystore", "auth", "vouchers"];
 /// The only settings that are not strings; every other value from the environment stays a
 /// string, so a PIN of digits is a string and never appears in a type error.
-const NON_STRING_KEYS: [&str; 1] = ["max_sessions"];
+const NON_STRING_KEYS: [&str; 2] = ["max_sessions", "status_list_size"];
 
 /// The server's configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -33,6 +33,87 @@ pub struct Config {
     /// Who may call the API.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Voucher issuance and status lists.
+    #[serde(default)]
+    pub vouchers: VoucherConfig,
+}
+
+/// `[vouchers]`. Durations are seconds or humantime strings (`"30d"`, `"5m"`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoucherConfig {
+    /// The `ecdsa-p256` key that signs vouchers and status lists; created at first use if missing.
+    #[serde(default = "default_voucher_key")]
+    pub key: String,
+    /// Validity of a voucher whose request gives no `expires_in`.
+    #[serde(default = "default_expires_in", deserialize_with = "duration_secs")]
+    pub default_expires_in: u64,
+    /// The longest validity a request may ask for.
+    #[serde(default = "default_max_expires_in", deserialize_with = "duration_secs")]
+    pub max_expires_in: u64,
+    /// Entries per new status list (a multiple of 8, 1 024 to 8 388 608).
+    #[serde(default = "default_status_list_size")]
+    pub status_list_size: u64,
+    /// A status list token's `ttl`: how often verifiers should fetch it again.
+    #[serde(default = "default_status_ttl", deserialize_with = "duration_secs")]
+    pub status_list_ttl: u64,
+    /// A status list token's lifetime (`exp` − `iat`): how long an offline verifier may rely on
+    /// its last copy.
+    #[serde(default = "default_status_lifetime", deserialize_with = "duration_secs")]
+    pub status_list_lifetime: u64,
+    /// Public base URL of this server for status list URIs; defaults to `issuer`.
+    pub public_url: Option<String>,
+}
+
+fn default_voucher_key() -> String {
+    "vouchers".into()
+}
+fn default_expires_in() -> u64 {
+    30 * 86_400
+}
+fn default_max_expires_in() -> u64 {
+    400 * 86_400
+}
+fn default_status_list_size() -> u64 {
+    1 << 17
+}
+fn default_status_ttl() -> u64 {
+    300
+}
+fn default_status_lifetime() -> u64 {
+    14 * 86_400
+}
+
+impl Default for VoucherConfig {
+    fn default() -> Self {
+        VoucherConfig {
+            key: default_voucher_key(),
+            default_expires_in: default_expires_in(),
+            max_expires_in: default_max_expires_in(),
+            status_list_size: default_status_list_size(),
+            status_list_ttl: default_status_ttl(),
+            status_list_lifetime: default_status_lifetime(),
+            public_url: None,
+        }
+    }
+}
+
+/// A duration as whole seconds, or a humantime string (`"30d"`, `"12h"`).
+fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(s),
+        Raw::Text(t) => {
+            t.trim().parse::<u64>().or_else(|_| humantime::parse_duration(&t).map(|d| d.as_secs())).map_err(|_| {
+                serde::de::Error::custom(format!("'{t}' is not a duration (seconds, or e.g. \"30d\", \"5m\")"))
+            })
+        }
+    }
 }
 
 /// `[auth]`.
@@ -94,6 +175,7 @@ impl Default for Config {
             issuer: default_issuer(),
             keystore: KeystoreConfig::default(),
             auth: AuthConfig::default(),
+            vouchers: VoucherConfig::default(),
         }
     }
 }
@@ -126,6 +208,19 @@ impl Config {
             || self.database_url.starts_with("postgresql://"))
         {
             return Err(ConfigError("database_url must start with sqlite: or postgres://".into()));
+        }
+        let v = &self.vouchers;
+        if !vouchsafe_core::kid::valid_name(&v.key) {
+            return Err(ConfigError("vouchers.key: a key name is 1–64 of a-z, 0-9, '-', '_'".into()));
+        }
+        if !v.status_list_size.is_multiple_of(8) || !(1024..=(8 << 20)).contains(&v.status_list_size) {
+            return Err(ConfigError("vouchers.status_list_size: a multiple of 8 from 1024 to 8388608".into()));
+        }
+        if v.default_expires_in == 0 || v.default_expires_in > v.max_expires_in {
+            return Err(ConfigError("vouchers.default_expires_in: more than 0 and at most max_expires_in".into()));
+        }
+        if v.status_list_lifetime == 0 {
+            return Err(ConfigError("vouchers.status_list_lifetime must be more than 0".into()));
         }
         for t in &self.auth.tokens {
             if t.token.is_some() == t.sha256.is_some() {
@@ -254,5 +349,24 @@ mod tests {
         std::fs::write(&path, "database_url = \"mysql://x\"\n").unwrap();
         assert!(Config::load(Some(&path), env(&[])).is_err());
         assert!(Config::load(None, env(&[("VOUCHSAFE_KEYSTORE__PROVIDR", "soft")])).is_err());
+    }
+
+    #[test]
+    fn voucher_settings_take_durations() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("VOUCHSAFE_VOUCHERS__DEFAULT_EXPIRES_IN", "7d"),
+                ("VOUCHSAFE_VOUCHERS__STATUS_LIST_TTL", "60"),
+                ("VOUCHSAFE_VOUCHERS__STATUS_LIST_SIZE", "2048"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.vouchers.default_expires_in, c.vouchers.status_list_ttl), (7 * 86_400, 60));
+        assert_eq!(c.vouchers.status_list_size, 2048);
+        assert_eq!(c.vouchers.key, "vouchers");
+        assert!(Config::load(None, env(&[("VOUCHSAFE_VOUCHERS__STATUS_LIST_SIZE", "1000")])).is_err());
+        assert!(Config::load(None, env(&[("VOUCHSAFE_VOUCHERS__DEFAULT_EXPIRES_IN", "soon")])).is_err());
+        assert!(Config::load(None, env(&[("VOUCHSAFE_VOUCHERS__DEFAULT_EXPIRES_IN", "1000d")])).is_err());
     }
 }

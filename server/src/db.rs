@@ -54,6 +54,9 @@ macro_rules! on_tx {
     };
 }
 
+mod vouchers;
+pub use vouchers::{IndexRange, VoucherRecord, VoucherRow};
+
 /// State of a key version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VersionState {

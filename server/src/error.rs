@@ -16,12 +16,20 @@ pub struct AppError {
     pub code: &'static str,
     /// Safe, human-readable message.
     pub message: String,
+    /// More members of the error object (e.g. `redeemed_at`), never secrets.
+    pub detail: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl AppError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AppError { status, code, message: message.into() }
+        AppError { status, code, message: message.into(), detail: None }
+    }
+
+    /// Adds a member to the error object.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.detail.get_or_insert_with(Default::default).insert(name.into(), value.into());
+        self
     }
 
     /// 400 `invalid_request`.
@@ -64,7 +72,15 @@ impl AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        if let Some(d) = self.detail {
+            for (k, v) in *d {
+                error.entry(k).or_insert(v);
+            }
+        }
+        let body = Json(json!({ "error": error }));
         let mut resp = (self.status, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()

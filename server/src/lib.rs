@@ -12,6 +12,7 @@ mod extract;
 pub mod metrics;
 pub mod oidc;
 pub mod routes;
+pub mod vouchers;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -59,6 +60,12 @@ struct Inner {
     key_generation: std::sync::atomic::AtomicU64,
     /// The JWKS body and its ETag, briefly.
     jwks: RwLock<Option<JwksCache>>,
+    /// Status-list indices this instance reserved and has not handed out yet.
+    index_block: tokio::sync::Mutex<Option<db::IndexRange>>,
+    /// Signed status list tokens by list, briefly.
+    status: RwLock<HashMap<i64, (Instant, Arc<String>)>>,
+    /// Bumped by every revocation on this instance.
+    status_generation: std::sync::atomic::AtomicU64,
 }
 
 impl AppState {
@@ -92,6 +99,9 @@ impl AppState {
             rotation: tokio::sync::Mutex::new(()),
             key_generation: std::sync::atomic::AtomicU64::new(0),
             jwks: RwLock::default(),
+            index_block: tokio::sync::Mutex::new(None),
+            status: RwLock::default(),
+            status_generation: std::sync::atomic::AtomicU64::new(0),
         };
         AppState { inner: Arc::new(inner) }
     }
@@ -197,7 +207,55 @@ impl AppState {
         Ok(jwk)
     }
 
-    /// Runs a blocking keystore call off the async runtime.
+    /// Status-list indices reserved by this instance.
+    pub fn index_block(&self) -> &tokio::sync::Mutex<Option<db::IndexRange>> {
+        &self.inner.index_block
+    }
+
+    /// The cached token of status list `list`, if fresh.
+    pub fn cached_status(&self, list: i64) -> Option<Arc<String>> {
+        let c = self.inner.status.read().ok()?;
+        c.get(&list).filter(|(at, _)| at.elapsed() < KEY_CACHE_TTL).map(|(_, t)| t.clone())
+    }
+
+    /// The revocation generation; read it before building a list, pass it to [`Self::cache_status`].
+    pub fn status_generation(&self) -> u64 {
+        self.inner.status_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Caches a status list token unless a revocation happened since `generation` was read.
+    pub fn cache_status(&self, list: i64, token: Arc<String>, generation: u64) {
+        if let Ok(mut c) = self.inner.status.write()
+            && self.status_generation() == generation
+        {
+            c.insert(list, (Instant::now(), token));
+        }
+    }
+
+    /// Drops cached status lists after a revocation on this instance.
+    pub fn invalidate_status(&self) {
+        self.inner.status_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Ok(mut c) = self.inner.status.write() {
+            c.clear();
+        }
+    }
+
+    /// Runs a long keystore call (a batch) on a blocking thread, whatever the provider, and
+    /// records its latency as `op`.
+    pub async fn keystore_bulk<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&dyn KeyStore) -> Result<T, vouchsafe_keystore::KeystoreError> + Send + 'static,
+    ) -> AppResult<T> {
+        let ks = self.inner.keystore.clone();
+        let start = Instant::now();
+        let res = tokio::task::spawn_blocking(move || f(&*ks))
+            .await
+            .map_err(|_| AppError::internal("keystore call panicked"))?;
+        self.metrics().keystore_op(self.inner.keystore.provider(), op, res.is_ok(), start.elapsed().as_secs_f64());
+        res.map_err(AppError::from)
+    }
+
     /// Runs a blocking keystore call off the async runtime and records its latency as `op`.
     pub async fn keystore_call<T: Send + 'static>(
         &self,

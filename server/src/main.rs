@@ -245,6 +245,12 @@ async fn serve(config: Config, db: Db) -> Fallible<std::process::ExitCode> {
             health.detail
         );
     }
+    // The voucher key exists from the start, so verifiers' first JWKS already has it. If the
+    // keystore or database is down now, issuance creates it later.
+    match vouchsafe_server::vouchers::signing_key(&state).await {
+        Ok(k) => tracing::info!(kid = %k.kid, "vouchers are signed with this key"),
+        Err(e) => tracing::warn!(code = e.code, message = %e.message, "voucher key not ready"),
+    }
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     println!("vouchsafe listening on http://{listen}");

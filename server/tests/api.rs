@@ -452,6 +452,12 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/audit", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
+        ("/v1/vouchers", "post"),
+        ("/v1/vouchers/batch", "post"),
+        ("/v1/vouchers/redeem", "post"),
+        ("/v1/vouchers/{jti}/revoke", "post"),
+        ("/v1/status", "get"),
+        ("/v1/status/{list}", "get"),
     ] {
         let op = &paths.get(path).unwrap_or_else(|| panic!("{path} missing"))[method];
         assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");

@@ -5,6 +5,7 @@ pub mod keys;
 mod openapi;
 pub mod schema;
 mod system;
+mod vouchers;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(crypto::router())
         .merge(system::router())
+        .merge(vouchers::router())
         .fallback(|| async { AppError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")

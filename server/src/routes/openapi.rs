@@ -4,14 +4,15 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{crypto, keys, schema, system};
+use super::{crypto, keys, schema, system, vouchers};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "vouchsafe key server", description = "Keys, data keys, decryption and JWKS for social-protection registries. Errors are {\"error\":{\"code\",\"message\"}}."),
+    info(title = "vouchsafe key server", description = "Keys, data keys, decryption, vouchers, status lists and JWKS for social-protection registries. Errors are {\"error\":{\"code\",\"message\"}}."),
     paths(
         keys::create, keys::list, keys::show, keys::rotate, keys::set_state,
         crypto::datakey, crypto::unwrap, crypto::decrypt, crypto::rewrap, crypto::public,
+        vouchers::issue, vouchers::batch, vouchers::redeem, vouchers::revoke, vouchers::status_lists, vouchers::status_list,
         system::jwks, system::audit, system::healthz, system::readyz,
     ),
     components(schemas(schema::ErrorBody, schema::KeyView, schema::DataKeyResponse, schema::Plaintext)),

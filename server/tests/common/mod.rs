@@ -31,6 +31,9 @@ pub const ENCRYPTOR: &str = "tok-encryptor";
 pub const DECRYPTOR: &str = "tok-decryptor";
 pub const AUDITOR: &str = "tok-auditor";
 pub const NOBODY: &str = "tok-nobody";
+pub const ISSUER: &str = "tok-programme";
+pub const MERCHANT: &str = "tok-merchant";
+pub const MERCHANT2: &str = "tok-merchant2";
 
 pub struct TestApp {
     pub state: AppState,
@@ -47,6 +50,9 @@ fn tokens() -> TokenTable {
     t.add("officer".into(), token_hash(DECRYPTOR), p(&["keys:decrypt:pii"]));
     t.add("auditor".into(), token_hash(AUDITOR), p(&["audit:read"]));
     t.add("nobody".into(), token_hash(NOBODY), vec![]);
+    t.add("programme".into(), token_hash(ISSUER), p(&["vouchers:issue", "vouchers:revoke"]));
+    t.add("merchant".into(), token_hash(MERCHANT), p(&["vouchers:redeem"]));
+    t.add("merchant2".into(), token_hash(MERCHANT2), p(&["vouchers:redeem"]));
     t
 }
 
@@ -78,6 +84,11 @@ pub fn keystore(backend: Backend) -> Arc<dyn KeyStore> {
 
 /// An app on `backend`; a PostgreSQL app gets its own database.
 pub async fn test_app(backend: Backend) -> TestApp {
+    test_app_with(backend, Config::default()).await
+}
+
+/// [`test_app`] with a configuration.
+pub async fn test_app_with(backend: Backend, config: Config) -> TestApp {
     let (url, dir) = match backend {
         Backend::PostgresSoft => (postgres_database().await, None),
         _ => {
@@ -85,13 +96,18 @@ pub async fn test_app(backend: Backend) -> TestApp {
             (format!("sqlite://{}", dir.path().join("vs.db").display()), Some(dir))
         }
     };
-    app_on(backend, &url, dir).await
+    app_with(backend, &url, dir, config).await
 }
 
 /// Another app instance on the same database (several servers, one PostgreSQL).
 pub async fn app_on(backend: Backend, url: &str, dir: Option<tempfile::TempDir>) -> TestApp {
+    app_with(backend, url, dir, Config::default()).await
+}
+
+/// An app with its own configuration (the database URL is filled in).
+pub async fn app_with(backend: Backend, url: &str, dir: Option<tempfile::TempDir>, config: Config) -> TestApp {
     let db = Db::connect(url).await.unwrap();
-    let config = Config { database_url: url.into(), ..Config::default() };
+    let config = Config { database_url: url.into(), ..config };
     let state = AppState::new(config, db, keystore(backend), tokens());
     TestApp { router: app(state.clone()), state, _dir: dir }
 }
