@@ -35,6 +35,7 @@ bench:
     cargo bench -p vouchsafe-core --features std --bench formats --locked
     cargo bench -p vouchsafe-keystore --bench keystore --locked
     cargo bench -p vouchsafe-server --bench load --locked
+    cargo bench -p vouchsafe-server --bench vouchers --locked
 
 ci:
     .ci/run

@@ -1,17 +1,39 @@
 //! The audit log writer. Entries from concurrent requests are committed together in one
 //! transaction (group commit), and each request waits until its entry is durable before it
-//! answers: no audit, no operation. Operations that change stored state append their entry
-//! inside their own transaction instead ([`crate::db::Tx::append_audit`]).
+//! answers: no audit, no operation. The small state changes that happen at request rates —
+//! recording an issued voucher, redeeming one — ride in the same transactions as their entries,
+//! so they are committed together with them or not at all. Rarer state changes (keys, revocation)
+//! append their entry inside their own transaction instead ([`crate::db::Tx::append_audit`]).
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{AuditEntry, Db};
+use crate::db::{AuditEntry, Db, VoucherRow};
 use crate::error::{AppError, AppResult};
 
-/// Most entries committed in one transaction.
+/// Most writes committed in one transaction.
 const MAX_BATCH: usize = 2048;
 
-type Pending = (AuditEntry, oneshot::Sender<AppResult<()>>);
+/// One write and the audit entry that goes with it.
+#[derive(Clone, Debug)]
+enum Write {
+    /// Only the entry.
+    Audit(AuditEntry),
+    /// Record an issued voucher.
+    Issue(Box<VoucherRow>, AuditEntry),
+    /// Redeem a voucher if nobody has and it is not revoked; the entry is written only if this
+    /// redemption wins.
+    Redeem { jti: String, at_ms: i64, by: String, key: Option<String>, entry: AuditEntry },
+}
+
+impl Write {
+    fn entry(&self) -> &AuditEntry {
+        match self {
+            Write::Audit(e) | Write::Issue(_, e) | Write::Redeem { entry: e, .. } => e,
+        }
+    }
+}
+
+type Pending = (Write, oneshot::Sender<AppResult<bool>>);
 
 /// Handle to the writer task.
 #[derive(Clone, Debug)]
@@ -27,46 +49,95 @@ impl AuditLog {
         AuditLog { tx }
     }
 
+    async fn submit(&self, w: Write) -> AppResult<bool> {
+        let (reply, done) = oneshot::channel();
+        self.tx.send((w, reply)).await.map_err(|_| AppError::internal("audit writer stopped"))?;
+        done.await.map_err(|_| AppError::internal("audit writer stopped"))?
+    }
+
     /// Appends `entry` and waits until it is committed.
     pub async fn record(&self, entry: AuditEntry) -> AppResult<()> {
-        let (reply, done) = oneshot::channel();
-        self.tx.send((entry, reply)).await.map_err(|_| AppError::internal("audit writer stopped"))?;
-        done.await.map_err(|_| AppError::internal("audit writer stopped"))?
+        self.submit(Write::Audit(entry)).await.map(|_| ())
+    }
+
+    /// Records an issued voucher with its entry; returns once both are committed.
+    pub async fn issue(&self, row: VoucherRow, entry: AuditEntry) -> AppResult<()> {
+        self.submit(Write::Issue(Box::new(row), entry)).await.map(|_| ())
+    }
+
+    /// Redeems voucher `jti` unless it is redeemed or revoked already. True if this call won;
+    /// then `entry` is committed with it.
+    pub async fn redeem(
+        &self,
+        jti: String,
+        at_ms: i64,
+        by: String,
+        key: Option<String>,
+        entry: AuditEntry,
+    ) -> AppResult<bool> {
+        self.submit(Write::Redeem { jti, at_ms, by, key, entry }).await
     }
 }
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let entries: Vec<AuditEntry> = batch.iter().map(|(e, _)| e.clone()).collect();
-        let result = append(&db, &entries).await;
-        if result.is_err() && batch.len() > 1 {
-            // One entry the database refuses must not fail everyone else's request: retry each
-            // alone, so only the operations whose entries cannot be written fail.
-            for (entry, reply) in batch.drain(..) {
-                let r = append(&db, std::slice::from_ref(&entry)).await;
-                if let Err(e) = &r {
-                    tracing::error!(code = e.code, action = %entry.action, "audit entry could not be written; its operation fails");
+        let writes: Vec<Write> = batch.iter().map(|(w, _)| w.clone()).collect();
+        let result = apply(&db, &writes).await;
+        match result {
+            Ok(outcomes) => {
+                for ((_, reply), won) in batch.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(won));
                 }
-                let _ = reply.send(r);
             }
-            continue;
-        }
-        if let Err(e) = &result {
-            tracing::error!(
-                code = e.code,
-                entries = entries.len(),
-                "audit entries could not be written; their operations fail"
-            );
-        }
-        for (_, reply) in batch.drain(..) {
-            let _ = reply.send(result.clone());
+            Err(e) if batch.len() > 1 => {
+                // One write the database refuses must not fail everyone else's request: retry
+                // each alone, so only the operations whose writes cannot land fail.
+                tracing::warn!(code = e.code, writes = batch.len(), "group commit failed; retrying one by one");
+                for (w, reply) in batch.drain(..) {
+                    let r = apply(&db, std::slice::from_ref(&w)).await.map(|o| o[0]);
+                    if let Err(e) = &r {
+                        tracing::error!(code = e.code, action = %w.entry().action, "audit entry could not be written; its operation fails");
+                    }
+                    let _ = reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!(code = e.code, "audit entry could not be written; its operation fails");
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
         }
     }
 }
 
-async fn append(db: &Db, entries: &[AuditEntry]) -> AppResult<()> {
+/// Applies `writes` and their entries in one transaction; per write, whether it took effect.
+async fn apply(db: &Db, writes: &[Write]) -> AppResult<Vec<bool>> {
     let mut tx = db.begin().await?;
-    tx.append_audit(entries).await?;
-    tx.commit().await
+    let rows: Vec<VoucherRow> = writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::Issue(r, _) => Some((**r).clone()),
+            _ => None,
+        })
+        .collect();
+    if !rows.is_empty() {
+        tx.insert_vouchers(&rows).await?;
+    }
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut entries = Vec::with_capacity(writes.len());
+    for w in writes {
+        let took = match w {
+            Write::Redeem { jti, at_ms, by, key, .. } => tx.redeem(jti, *at_ms, by, key.as_deref()).await?,
+            _ => true,
+        };
+        if took {
+            entries.push(w.entry().clone());
+        }
+        outcomes.push(took);
+    }
+    tx.append_audit(&entries).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }

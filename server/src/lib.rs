@@ -147,6 +147,11 @@ impl AppState {
         self.inner.audit.record(entry).await
     }
 
+    /// The group-commit writer, for writes that go with their audit entry.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+
     /// A key with its versions, from a short-lived cache.
     pub async fn key(&self, name: &str) -> AppResult<Arc<KeyRecord>> {
         if let Some((at, rec)) = self.inner.keys.read().map_err(|_| AppError::internal("key cache poisoned"))?.get(name)

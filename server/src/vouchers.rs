@@ -195,7 +195,7 @@ fn row(c: &VoucherClaims, list: i64, idx: i64, kid: &str, by: &str) -> VoucherRo
 }
 
 /// Issues one voucher: index, signature (through the keystore's batcher), then the row and its
-/// audit entry in one transaction. The token leaves only after that commit.
+/// audit entry in one (group-committed) transaction. The token leaves only after that commit.
 pub async fn issue_one(state: &AppState, caller: &Caller, claims: VoucherClaims) -> AppResult<Issued> {
     let key = signing_key(state).await?;
     let (list, idx) = allocate(state, 1).await?[0];
@@ -210,11 +210,9 @@ pub async fn issue_one(state: &AppState, caller: &Caller, claims: VoucherClaims)
         })
         .await?;
     let token = prepared.finish(&sig)?;
-    let mut tx = state.db().begin().await?;
-    tx.insert_vouchers(&[row(&claims, list, idx, &key.kid, &caller.name)]).await?;
     let detail = json!({ "kid": key.kid, "aud": claims.aud, "amount": claims.amount, "currency": claims.currency });
-    tx.append_audit(&[crate::routes::ok_entry(caller, "vouchers.issue", &claims.jti, Some(detail))]).await?;
-    tx.commit().await?;
+    let entry = crate::routes::ok_entry(caller, "vouchers.issue", &claims.jti, Some(detail));
+    state.audit_log().issue(row(&claims, list, idx, &key.kid, &caller.name), entry).await?;
     Ok(Issued { token, jti: claims.jti, exp: claims.exp })
 }
 

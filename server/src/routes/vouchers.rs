@@ -344,14 +344,11 @@ pub async fn redeem(
         let claims = validator.validate(&req.token, &jwks, now_ms() / 1000)?;
         target = claims.jti.clone();
         let at = now_ms();
-        let mut tx = state.db().begin().await?;
-        if tx.redeem(&claims.jti, at, &caller.name, key.as_deref()).await? {
-            let detail = json!({ "aud": claims.aud, "amount": claims.amount, "currency": claims.currency });
-            tx.append_audit(&[ok_entry(&caller, "vouchers.redeem", &claims.jti, Some(detail))]).await?;
-            tx.commit().await?;
+        let detail = json!({ "aud": claims.aud, "amount": claims.amount, "currency": claims.currency });
+        let entry = ok_entry(&caller, "vouchers.redeem", &claims.jti, Some(detail));
+        if state.audit_log().redeem(claims.jti.clone(), at, caller.name.clone(), key.clone(), entry).await? {
             return Ok((at, claims, false));
         }
-        drop(tx);
         let rec = state
             .db()
             .voucher(&claims.jti)

@@ -1,0 +1,320 @@
+//! Voucher throughput over loopback HTTP, audit on, next to the raw keystore ECDSA signing rate
+//! measured in the same run, on the soft keystore and on SoftHSM2:
+//! - single issuance (`POST /v1/vouchers`) at 16 connections, with p50/p99;
+//! - batch issuance: a 10 000-item JSON batch and a 100 000-line NDJSON stream;
+//! - redemptions at 16 connections (every request a different voucher).
+//!
+//! Then peak memory (VmHWM) of the real `vouchsafe` binary streaming 10 000 and then 200 000
+//! vouchers, each in a fresh process.
+//!
+//! `cargo bench -p vouchsafe-server --bench vouchers`; `-- --test` for a smoke run.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../crates/keystore/tests/common/mod.rs"]
+mod softhsm;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::Request;
+use hyper::body::{Bytes, Frame};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use vouchsafe_keystore::{KeyKind, KeyRef, KeyStore};
+use vouchsafe_server::auth::{Permission, TokenTable, token_hash};
+use vouchsafe_server::db::Db;
+use vouchsafe_server::{AppState, Config, app};
+
+const TOKEN: &str = "bench-token";
+
+fn voucher(i: usize) -> Value {
+    json!({"sub": format!("hh-{i:07}"), "aud": "cash-transfer-2026", "amount": "1500.00", "currency": "KES"})
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::combinators::BoxBody<Bytes, std::io::Error>>;
+
+async fn connect(addr: std::net::SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn full(b: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, std::io::Error> {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+async fn post(
+    s: &mut Sender,
+    path: &str,
+    ctype: &str,
+    body: http_body_util::combinators::BoxBody<Bytes, std::io::Error>,
+) -> (u16, hyper::body::Incoming) {
+    let req = Request::post(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", ctype)
+        .body(body)
+        .unwrap();
+    let resp = s.send_request(req).await.unwrap();
+    (resp.status().as_u16(), resp.into_body())
+}
+
+struct Lat {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn summarise(mut lat: Vec<u32>, secs: f64) -> Lat {
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0) as f64
+            / 1000.0
+    };
+    Lat { rps: lat.len() as f64 / secs, p50: pct(0.5), p99: pct(0.99) }
+}
+
+/// `conns` connections each sending single issuance requests for `dur`.
+async fn issue_load(addr: std::net::SocketAddr, conns: usize, dur: Duration) -> Lat {
+    let deadline = Instant::now() + dur;
+    let body = Bytes::from(voucher(1).to_string());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = connect(addr).await;
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let (status, b) = post(&mut s, "/v1/vouchers", "application/json", full(body.clone())).await;
+                b.collect().await.unwrap();
+                assert_eq!(status, 201);
+                lat.push(t.elapsed().as_micros() as u32);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    summarise(all, start.elapsed().as_secs_f64())
+}
+
+/// `conns` connections redeeming distinct vouchers from `tokens` until they run out or `dur` ends.
+async fn redeem_load(addr: std::net::SocketAddr, tokens: Arc<Vec<String>>, conns: usize, dur: Duration) -> Lat {
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + dur;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (tokens, next) = (tokens.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = connect(addr).await;
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(t) = tokens.get(i) else { break };
+                let body = json!({ "token": t }).to_string();
+                let t0 = Instant::now();
+                let (status, b) = post(&mut s, "/v1/vouchers/redeem", "application/json", full(body)).await;
+                b.collect().await.unwrap();
+                assert_eq!(status, 200);
+                lat.push(t0.elapsed().as_micros() as u32);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    summarise(all, start.elapsed().as_secs_f64())
+}
+
+/// Raw keystore ECDSA signatures per second on one thread, 1 000 digests per call (the batch
+/// path's unit), and one digest per call.
+fn raw_signs(ks: &Arc<dyn KeyStore>, kid: &str, handle: &vouchsafe_keystore::KeyHandle, dur: Duration) -> (f64, f64) {
+    let k = KeyRef { kid, kind: KeyKind::EcdsaP256, handle };
+    let digests = vec![[7u8; 32]; 1000];
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < dur {
+        n += ks.sign_digests(k, &digests).unwrap().len() as u64;
+    }
+    let bulk = n as f64 / start.elapsed().as_secs_f64();
+    let (start, mut n) = (Instant::now(), 0u64);
+    while start.elapsed() < dur / 2 {
+        ks.sign_digest(k, &[7u8; 32]).unwrap();
+        n += 1;
+    }
+    (bulk, n as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn run(provider: &str, ks: Arc<dyn KeyStore>, smoke: bool) {
+    let dur = if smoke { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    let (batch_n, stream_n) = if smoke { (200, 1000) } else { (10_000, 100_000) };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!("sqlite://{}", dir.path().join("bench.db").display())).await.unwrap();
+    let mut tokens = TokenTable::default();
+    let perms = ["vouchers:issue", "vouchers:redeem"].iter().map(|p| Permission::parse(p).unwrap()).collect();
+    tokens.add("bench".into(), token_hash(TOKEN), perms);
+    let state = AppState::new(Config::default(), db, ks.clone(), tokens);
+    let key = vouchsafe_server::vouchers::signing_key(&state).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(listener, app(state)).into_future());
+
+    let ks2 = ks.clone();
+    let (bulk, single) =
+        tokio::task::spawn_blocking(move || raw_signs(&ks2, &key.kid, &key.handle, dur)).await.unwrap();
+    println!("| {provider} | raw keystore ECDSA sign, 1 thread, 1 000 per call | {bulk:.0} /s | | | |");
+    println!("| {provider} | raw keystore ECDSA sign, 1 thread, 1 per call | {single:.0} /s | | | |");
+
+    let l = issue_load(addr, 16, dur).await;
+    println!(
+        "| {provider} | issue, single requests | {:.0} vouchers/s ({:.0}% of raw) | 16 | {:.2} ms | {:.2} ms |",
+        l.rps,
+        100.0 * l.rps / bulk,
+        l.p50,
+        l.p99
+    );
+
+    let mut s = connect(addr).await;
+    let items: Vec<Value> = (0..batch_n).map(voucher).collect();
+    let body = json!({ "items": items }).to_string();
+    let t = Instant::now();
+    let (status, b) = post(&mut s, "/v1/vouchers/batch", "application/json", full(body)).await;
+    let out: Value = serde_json::from_slice(&b.collect().await.unwrap().to_bytes()).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(status, 201, "{out}");
+    let issued: Vec<String> =
+        out["items"].as_array().unwrap().iter().map(|v| v["token"].as_str().unwrap().to_string()).collect();
+    assert_eq!(issued.len(), batch_n);
+    let rate = batch_n as f64 / secs;
+    println!(
+        "| {provider} | issue, JSON batch of {batch_n} | {rate:.0} vouchers/s ({:.0}% of raw), {secs:.2} s | 1 | | |",
+        100.0 * rate / bulk
+    );
+
+    let (n, took) = stream_with_token(addr, stream_n, TOKEN).await;
+    assert_eq!(n, stream_n);
+    let rate = n as f64 / took.as_secs_f64();
+    println!(
+        "| {provider} | issue, NDJSON stream of {stream_n} | {rate:.0} vouchers/s ({:.0}% of raw), {:.2} s | 1 | | |",
+        100.0 * rate / bulk,
+        took.as_secs_f64()
+    );
+
+    let l = redeem_load(addr, Arc::new(issued), 16, dur).await;
+    println!("| {provider} | redeem | {:.0} req/s | 16 | {:.2} ms | {:.2} ms |", l.rps, l.p50, l.p99);
+}
+
+/// Peak resident memory of a fresh `vouchsafe serve` (soft keystore, SQLite) after streaming `n`
+/// vouchers through it, in KiB.
+async fn peak_memory(n: usize) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_vouchsafe");
+    let made = std::process::Command::new(bin)
+        .args(["token", "new", "bench", "--permission", "vouchers:issue"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let token =
+        String::from_utf8_lossy(&made.stdout).split_whitespace().find(|w| w.starts_with("vsk_")).unwrap().to_string();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(bin)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("VOUCHSAFE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (got, _) = stream_with_token(addr, n, &token).await;
+    assert_eq!(got, n);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib = hwm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    kib
+}
+
+/// Streams `n` NDJSON voucher requests and counts the tokens that come back, holding neither.
+async fn stream_with_token(addr: std::net::SocketAddr, n: usize, token: &str) -> (usize, Duration) {
+    let mut s = connect(addr).await;
+    let lines = futures_util::stream::iter(0..n).chunks(500).map(|c| {
+        let mut text = String::new();
+        for i in c {
+            text.push_str(&voucher(i).to_string());
+            text.push('\n');
+        }
+        Ok::<_, std::io::Error>(Frame::data(Bytes::from(text)))
+    });
+    let req = Request::post("/v1/vouchers/batch")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/x-ndjson")
+        .body(BodyExt::boxed(StreamBody::new(lines)))
+        .unwrap();
+    let t = Instant::now();
+    let resp = s.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let mut body = resp.into_body();
+    let (mut tokens, mut tail) = (0, Vec::new());
+    while let Some(f) = body.frame().await {
+        if let Some(d) = f.unwrap().data_ref() {
+            tokens += d.windows(9).filter(|w| w == b"\"token\":\"").count();
+            tail = d.to_vec();
+        }
+    }
+    let last = String::from_utf8_lossy(&tail);
+    assert!(last.contains("\"done\":true"), "stream did not finish: {last}");
+    (tokens, t.elapsed())
+}
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--test");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    println!("| keystore | operation | throughput | connections | p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    let only = std::env::var("VOUCHSAFE_BENCH_ONLY").unwrap_or_default();
+    rt.block_on(async {
+        if only.is_empty() || only == "soft" {
+            run("soft", softhsm::soft(), smoke).await;
+        }
+        if only.is_empty() || only == "softhsm" {
+            run("SoftHSM2", softhsm::softhsm(), smoke).await;
+        }
+        if only.is_empty() || only == "memory" {
+            let (small, large) = if smoke { (500, 2_000) } else { (10_000, 200_000) };
+            let a = peak_memory(small).await;
+            let b = peak_memory(large).await;
+            println!(
+                "\npeak RSS of `vouchsafe serve` streaming {small} vouchers: {} MiB; {large}: {} MiB ({:+.0}%)",
+                a / 1024,
+                b / 1024,
+                100.0 * (b as f64 - a as f64) / a as f64
+            );
+        }
+    });
+    if smoke {
+        println!("voucher bench smoke run: 1 passed, 0 failed");
+    }
+}
