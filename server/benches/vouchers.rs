@@ -214,9 +214,12 @@ async fn run(provider: &str, ks: Arc<dyn KeyStore>, smoke: bool) {
     println!("| {provider} | redeem | {:.0} req/s | 16 | {:.2} ms | {:.2} ms |", l.rps, l.p50, l.p99);
 }
 
-/// Peak resident memory of a fresh `vouchsafe serve` (soft keystore, SQLite) after streaming `n`
-/// vouchers through it, in KiB.
-async fn peak_memory(n: usize) -> u64 {
+/// Vouchers streamed through a server before a warm measurement.
+const WARM_UP: usize = 10_000;
+
+/// Peak resident memory (KiB) of `vouchsafe serve` (soft keystore, SQLite) while it streams `n`
+/// vouchers: in a fresh process (`warm` false), or after a warm-up stream of [`WARM_UP`].
+async fn peak_memory(n: usize, warm: bool) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_vouchsafe");
     let made = std::process::Command::new(bin)
@@ -247,11 +250,26 @@ async fn peak_memory(n: usize) -> u64 {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let hwm = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    // Cold: the first stream a fresh process serves (pool connections, threads and SQLite's
+    // page cache start empty, so part of the peak is the server warming up).
+    let (got, _) = stream_with_token(addr, if warm { WARM_UP } else { n }, &token).await;
+    assert_eq!(got, if warm { WARM_UP } else { n });
+    if !warm {
+        let kib = hwm(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        return kib;
+    }
+    // Warm: after a warm-up stream, reset the peak (clear_refs 5) and measure this stream alone.
+    std::fs::write(format!("/proc/{}/clear_refs", child.id()), "5").unwrap();
     let (got, _) = stream_with_token(addr, n, &token).await;
     assert_eq!(got, n);
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    let kib = hwm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kib = hwm(child.id());
     child.kill().unwrap();
     child.wait().unwrap();
     kib
@@ -277,14 +295,19 @@ async fn stream_with_token(addr: std::net::SocketAddr, n: usize, token: &str) ->
     let resp = s.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 201);
     let mut body = resp.into_body();
-    let (mut tokens, mut tail) = (0, Vec::new());
+    // Count whole lines (a frame may end mid-line); keep only the unfinished one.
+    let (mut tokens, mut partial, mut last) = (0, Vec::new(), Vec::new());
     while let Some(f) = body.frame().await {
         if let Some(d) = f.unwrap().data_ref() {
-            tokens += d.windows(9).filter(|w| w == b"\"token\":\"").count();
-            tail = d.to_vec();
+            partial.extend_from_slice(d);
+            while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = partial.drain(..=pos).collect();
+                tokens += usize::from(line.windows(9).any(|w| w == b"\"token\":\""));
+                last = line;
+            }
         }
     }
-    let last = String::from_utf8_lossy(&tail);
+    let last = String::from_utf8_lossy(&last);
     assert!(last.contains("\"done\":true"), "stream did not finish: {last}");
     (tokens, t.elapsed())
 }
@@ -303,15 +326,24 @@ fn main() {
             run("SoftHSM2", softhsm::softhsm(), smoke).await;
         }
         if only.is_empty() || only == "memory" {
-            let (small, large) = if smoke { (500, 2_000) } else { (10_000, 200_000) };
-            let a = peak_memory(small).await;
-            let b = peak_memory(large).await;
-            println!(
-                "\npeak RSS of `vouchsafe serve` streaming {small} vouchers: {} MiB; {large}: {} MiB ({:+.0}%)",
-                a / 1024,
-                b / 1024,
-                100.0 * (b as f64 - a as f64) / a as f64
-            );
+            let sizes: &[usize] = if smoke { &[500, 2_000] } else { &[10_000, 50_000, 100_000, 200_000] };
+            for warm in [false, true] {
+                let mut peaks = Vec::new();
+                for &n in sizes {
+                    peaks.push((n, peak_memory(n, warm).await));
+                }
+                let base = peaks[0].1 as f64;
+                println!();
+                for (n, kib) in peaks {
+                    println!(
+                        "peak RSS of `vouchsafe serve` ({}) streaming {n} vouchers: {:.1} MiB ({:+.0}% vs {})",
+                        if warm { "warm, after a 10 000 warm-up" } else { "cold, fresh process" },
+                        kib as f64 / 1024.0,
+                        100.0 * (kib as f64 - base) / base,
+                        sizes[0]
+                    );
+                }
+            }
         }
     });
     if smoke {

@@ -170,8 +170,21 @@ pub struct AuditRow {
     pub hash: String,
 }
 
-/// Rows per audit INSERT statement (9 parameters each; well under both engines' limits).
-const AUDIT_ROWS_PER_INSERT: usize = 500;
+/// Row counts of multi-row INSERT statements. Every statement is prepared once per connection
+/// and cached, so only these few shapes exist: a statement per batch size made each connection
+/// cache dozens of large statements (megabytes), and a row per statement costs a round trip each.
+const INSERT_BLOCKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Splits `n` rows into consecutive ranges whose lengths are all in [`INSERT_BLOCKS`].
+pub(crate) fn insert_blocks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = n - start;
+        let size = INSERT_BLOCKS.into_iter().find(|b| *b <= left)?;
+        start += size;
+        Some(start - size..start)
+    })
+}
 
 /// The chain's starting `prev_hash`.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -211,12 +224,17 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Bounded caches: memory must not grow with the number of vouchers streamed
+                // (docs/BENCHMARKS.md). 512 KiB of pages and 16 statements per connection.
+                .pragma("cache_size", "-512")
+                .statement_cache_capacity(16);
             if let Some(dir) = opts.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| AppError::internal(format!("cannot create {}: {e}", dir.display())))?;
             }
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
+            // One writer at a time whatever the pool size; four connections leave room for readers.
+            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(AppError::internal)?;
             Db::Sqlite(pool)
         } else {
@@ -449,7 +467,8 @@ impl Tx {
                 hash,
             ));
         }
-        for chunk in rows.chunks(AUDIT_ROWS_PER_INSERT) {
+        for block in insert_blocks(rows.len()) {
+            let chunk = &rows[block];
             on_tx!(self, c => {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, detail, prev_hash, hash) ",
@@ -543,5 +562,19 @@ impl Db {
             });
         }
         Ok(ChainCheck::Intact { entries: expected_seq - 1 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn insert_blocks_cover_every_row_in_few_shapes() {
+        for n in 0..600 {
+            let blocks: Vec<_> = super::insert_blocks(n).collect();
+            assert_eq!(blocks.iter().map(|b| b.len()).sum::<usize>(), n);
+            assert!(blocks.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(blocks.iter().all(|b| super::INSERT_BLOCKS.contains(&b.len())));
+            assert!(blocks.len() <= n / 64 + 9, "{n}: {}", blocks.len());
+        }
     }
 }

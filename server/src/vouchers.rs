@@ -17,7 +17,7 @@ use crate::db::{AuditEntry, IndexRange, VersionState, VoucherRow, now_ms};
 use crate::error::{AppError, AppResult};
 
 /// Vouchers signed per keystore call and recorded per transaction in a batch.
-pub const CHUNK: usize = 1000;
+pub const CHUNK: usize = 512;
 /// Indices an instance reserves at a time for single issuance.
 const INDEX_BLOCK: i64 = 256;
 /// Most bytes the caller's extra claims may take (vouchers travel as QR codes).

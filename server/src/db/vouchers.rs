@@ -2,11 +2,8 @@
 
 use sqlx::Row;
 
-use super::{Db, Tx, now_ms};
+use super::{Db, Tx, insert_blocks, now_ms};
 use crate::error::{AppError, AppResult};
-
-/// Rows per voucher INSERT statement (11 parameters each).
-const VOUCHER_ROWS_PER_INSERT: usize = 500;
 
 /// A run of consecutive indices in one status list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,7 +168,8 @@ impl Db {
 impl Tx {
     /// Records issued vouchers.
     pub async fn insert_vouchers(&mut self, rows: &[VoucherRow]) -> AppResult<()> {
-        for chunk in rows.chunks(VOUCHER_ROWS_PER_INSERT) {
+        for block in insert_blocks(rows.len()) {
+            let chunk = &rows[block];
             let res: Result<u64, sqlx::Error> = on_tx!(self, c => {
                 let mut q = sqlx::QueryBuilder::new(
                     "INSERT INTO vouchers (jti, list_id, idx, kid, sub, aud, amount, currency, iat, exp, issued_by) ",
