@@ -22,7 +22,7 @@ enum Write {
     Issue(Box<VoucherRow>, AuditEntry),
     /// Redeem a voucher if nobody has and it is not revoked; the entry is written only if this
     /// redemption wins.
-    Redeem { jti: String, at_ms: i64, by: String, key: Option<String>, entry: AuditEntry },
+    Redeem { jti: String, at_ms: i64, by: String, key: Option<String>, nonce: String, entry: AuditEntry },
 }
 
 impl Write {
@@ -66,16 +66,18 @@ impl AuditLog {
     }
 
     /// Redeems voucher `jti` unless it is redeemed or revoked already. True if this call won;
-    /// then `entry` is committed with it.
+    /// then `entry` is committed with it. `nonce` (random, per attempt) is stored with the
+    /// redemption, so a retry can recognise a commit whose acknowledgement was lost.
     pub async fn redeem(
         &self,
         jti: String,
         at_ms: i64,
         by: String,
         key: Option<String>,
+        nonce: String,
         entry: AuditEntry,
     ) -> AppResult<bool> {
-        self.submit(Write::Redeem { jti, at_ms, by, key, entry }).await
+        self.submit(Write::Redeem { jti, at_ms, by, key, nonce, entry }).await
     }
 }
 
@@ -90,12 +92,13 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
                     let _ = reply.send(Ok(won));
                 }
             }
-            Err(e) if batch.len() > 1 => {
+            Err(e) if batch.len() > 1 && e.status != axum::http::StatusCode::SERVICE_UNAVAILABLE => {
                 // One write the database refuses must not fail everyone else's request: retry
-                // each alone, so only the operations whose writes cannot land fail.
+                // each alone, so only the operations whose writes cannot land fail. (Not when
+                // the database is unreachable: that would wait out a pool timeout per write.)
                 tracing::warn!(code = e.code, writes = batch.len(), "group commit failed; retrying one by one");
                 for (w, reply) in batch.drain(..) {
-                    let r = apply(&db, std::slice::from_ref(&w)).await.map(|o| o[0]);
+                    let r = retry_alone(&db, &w).await;
                     if let Err(e) = &r {
                         tracing::error!(code = e.code, action = %w.entry().action, "audit entry could not be written; its operation fails");
                     }
@@ -110,6 +113,22 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
             }
         }
     }
+}
+
+/// Applies one write after its batch failed. The batch may in fact have committed (a connection
+/// lost during COMMIT): a voucher row already there with this `jti`, or a redemption carrying
+/// this attempt's nonce, is this write, already done.
+async fn retry_alone(db: &Db, w: &Write) -> AppResult<bool> {
+    match w {
+        Write::Issue(row, _) if db.voucher(&row.jti).await?.is_some() => return Ok(true),
+        Write::Redeem { jti, nonce, .. }
+            if db.voucher(jti).await?.and_then(|r| r.redeem_nonce).as_deref() == Some(nonce.as_str()) =>
+        {
+            return Ok(true);
+        }
+        _ => {}
+    }
+    apply(db, std::slice::from_ref(w)).await.map(|o| o[0])
 }
 
 /// Applies `writes` and their entries in one transaction; per write, whether it took effect.
@@ -129,7 +148,9 @@ async fn apply(db: &Db, writes: &[Write]) -> AppResult<Vec<bool>> {
     let mut entries = Vec::with_capacity(writes.len());
     for w in writes {
         let took = match w {
-            Write::Redeem { jti, at_ms, by, key, .. } => tx.redeem(jti, *at_ms, by, key.as_deref()).await?,
+            Write::Redeem { jti, at_ms, by, key, nonce, .. } => {
+                tx.redeem(jti, *at_ms, by, key.as_deref(), nonce).await?
+            }
             _ => true,
         };
         if took {

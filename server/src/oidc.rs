@@ -208,6 +208,10 @@ impl OidcVerifier {
         if data.claims["typ"].as_str().is_some_and(|t| !t.eq_ignore_ascii_case("Bearer")) {
             return Err(OidcError::Invalid("not an access token".into()));
         }
+        // Callers are told apart by `sub` in the audit log and for idempotent retries.
+        if data.claims["sub"].as_str().is_none_or(str::is_empty) {
+            return Err(OidcError::Invalid("sub must be a non-empty string".into()));
+        }
         Ok(self.caller(&data.claims))
     }
 
@@ -223,7 +227,7 @@ impl OidcVerifier {
         let mut permissions: Vec<Permission> = names.into_iter().filter_map(Permission::parse).collect();
         permissions.dedup();
         // `sub` is the provider's stable id for the user; names users can edit stay out of the log.
-        let sub = claims["sub"].as_str().unwrap_or("?");
+        let sub = claims["sub"].as_str().unwrap_or_default();
         Caller { name: format!("oidc:{sub}"), permissions }
     }
 }

@@ -314,6 +314,24 @@ async fn batches_and_streams(b: Backend) {
     }
     let (s, v) = app.post("/v1/vouchers/batch", ENCRYPTOR, json!({ "items": [request("x")] })).await;
     assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+
+    // An over-long line is refused on its own and skipped; CRLF line ends are fine.
+    let long = format!("{{\"sub\":\"{}\"}}", "x".repeat(70 * 1024));
+    let text = format!("{}\r\n{long}\n{}\n{}", request("a"), request("b"), request("c"));
+    let req = Request::post("/v1/vouchers/batch")
+        .header("authorization", format!("Bearer {ISSUER}"))
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(text))
+        .unwrap();
+    let (s, _, body) = app.send(req).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let lines: Vec<Value> = body.as_str().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[0]["token"].is_string());
+    assert_eq!((&lines[1]["line"], lines[1]["error"]["code"].as_str()), (&json!(2), Some("invalid_request")));
+    assert!(lines[2]["token"].is_string() && lines[3]["token"].is_string(), "lines after it are issued");
+    assert_eq!(lines[3]["line"], 4, "the last line needs no newline");
+    assert_eq!(lines[4], json!({"done": true, "issued": 3, "rejected": 1}));
 }
 
 async fn rotation_keeps_old_vouchers_valid(b: Backend) {
@@ -525,6 +543,17 @@ async fn a_misconfigured_voucher_key_is_named() {
     let (s, v) = app.post("/v1/vouchers", ISSUER, request("x")).await;
     assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"));
     assert!(v["error"]["message"].as_str().unwrap().contains("ecdsa-p256"), "{v}");
+    // A stream that cannot issue anything is refused with the error's status, not a 201.
+    let req = Request::post("/v1/vouchers/batch")
+        .header("authorization", format!("Bearer {ISSUER}"))
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from(format!("{}\n", request("x"))))
+        .unwrap();
+    let (s, _, v) = app.send(req).await;
+    assert_eq!((s, code(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    // A caller without the permission learns nothing about a malformed id.
+    let (s, v) = app.post(&format!("/v1/vouchers/{}/revoke", "x".repeat(300)), MERCHANT, json!({})).await;
+    assert_eq!((s, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
 }
 
 /// Status lists with a StatusRef: the claim layout is the IETF one.

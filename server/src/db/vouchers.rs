@@ -70,6 +70,8 @@ pub struct VoucherRecord {
     pub redeemed_by: Option<String>,
     /// The redeemer's `Idempotency-Key`.
     pub redeem_key: Option<String>,
+    /// The winning redemption attempt's random id.
+    pub redeem_nonce: Option<String>,
 }
 
 impl Db {
@@ -142,7 +144,7 @@ impl Db {
     pub async fn voucher(&self, jti: &str) -> AppResult<Option<VoucherRecord>> {
         Ok(on_db!(self, p => {
             match sqlx::query(
-                "SELECT jti, list_id, idx, sub, aud, amount, currency, exp, revoked_at, redeemed_at, redeemed_by, redeem_key \
+                "SELECT jti, list_id, idx, sub, aud, amount, currency, exp, revoked_at, redeemed_at, redeemed_by, redeem_key, redeem_nonce \
                  FROM vouchers WHERE jti = $1")
                 .bind(jti).fetch_optional(p).await? {
                 None => None,
@@ -159,6 +161,7 @@ impl Db {
                     redeemed_at: r.try_get("redeemed_at")?,
                     redeemed_by: r.try_get("redeemed_by")?,
                     redeem_key: r.try_get("redeem_key")?,
+                    redeem_nonce: r.try_get("redeem_nonce")?,
                 }),
             }
         }))
@@ -200,11 +203,12 @@ impl Tx {
     }
 
     /// Marks a voucher redeemed unless it already is, or is revoked. True if this call did it.
-    pub async fn redeem(&mut self, jti: &str, at_ms: i64, by: &str, key: Option<&str>) -> AppResult<bool> {
+    /// `nonce` identifies this attempt (see [`VoucherRecord::redeem_nonce`]).
+    pub async fn redeem(&mut self, jti: &str, at_ms: i64, by: &str, key: Option<&str>, nonce: &str) -> AppResult<bool> {
         let n = on_tx!(self, c => sqlx::query(
-            "UPDATE vouchers SET redeemed_at = $1, redeemed_by = $2, redeem_key = $3 \
-             WHERE jti = $4 AND redeemed_at IS NULL AND revoked_at IS NULL")
-            .bind(at_ms).bind(by).bind(key).bind(jti).execute(c).await?.rows_affected());
+            "UPDATE vouchers SET redeemed_at = $1, redeemed_by = $2, redeem_key = $3, redeem_nonce = $4 \
+             WHERE jti = $5 AND redeemed_at IS NULL AND revoked_at IS NULL")
+            .bind(at_ms).bind(by).bind(key).bind(nonce).bind(jti).execute(c).await?.rows_affected());
         Ok(n == 1)
     }
 

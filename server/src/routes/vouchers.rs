@@ -1,5 +1,7 @@
 //! Vouchers: issue (single, batch, NDJSON stream), redeem exactly once, revoke, status lists.
 
+use std::sync::{Arc, Mutex};
+
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -97,7 +99,7 @@ pub async fn batch(
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
-        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => Ok(stream_batch(state, caller, body)),
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" => stream_batch(state, caller, body).await,
         "application/json" => json_batch(state, caller, body).await,
         _ => Err(AppError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -145,8 +147,10 @@ async fn json_batch(state: AppState, caller: Caller, body: Body) -> AppResult<Re
         match o {
             Outcome::Issued(_, v) => items.push(v),
             Outcome::Rejected(_, e) | Outcome::Failed(e) => {
-                // Chunks recorded before the failure stand (each with its audit entry); say so.
-                let e = e.with("issued_before_failure", items.len());
+                // Chunks recorded before the failure stand (each with its audit entry): name
+                // them, so the caller can revoke them or knows not to issue them again.
+                let jtis: Vec<&str> = items.iter().map(|v| v.jti.as_str()).collect();
+                let e = e.with("issued_before_failure", jtis);
                 audit_failure(&state, &caller, "vouchers.issue", "vouchers", &e).await;
                 return Err(e);
             }
@@ -158,71 +162,33 @@ async fn json_batch(state: AppState, caller: Caller, body: Body) -> AppResult<Re
     Ok((StatusCode::CREATED, Json(BatchResponse { items })).into_response())
 }
 
-/// NDJSON in, NDJSON out, a chunk at a time: memory stays flat however long the stream.
-fn stream_batch(state: AppState, caller: Caller, body: Body) -> Response {
+/// NDJSON in, NDJSON out, a chunk at a time: memory stays flat however long the stream. The
+/// status goes out with the first result, so a keystore or database that is down before anything
+/// was issued is a plain 503, never an error inside a 201.
+async fn stream_batch(state: AppState, caller: Caller, body: Body) -> AppResult<Response> {
     let (entry_tx, entry_rx) = mpsc::channel::<Entry>(vouchers::CHUNK);
-    let reader_state = state.clone();
-    tokio::spawn(async move {
-        let mut stream = body.into_data_stream();
-        let mut buf: Vec<u8> = Vec::new();
-        let mut line_no = 0u64;
-        let send_line = async |line: &[u8], line_no: u64| -> bool {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                return true;
-            }
-            let entry = match serde_json::from_slice::<IssueRequest>(line) {
-                Err(e) => Entry::Rejected(line_no, AppError::invalid(format!("invalid voucher request: {e}"))),
-                Ok(r) => match vouchers::draft(&reader_state, r, now_ms() / 1000) {
-                    Ok(c) => Entry::Draft(line_no, c),
-                    Err(e) => Entry::Rejected(line_no, e),
-                },
-            };
-            entry_tx.send(entry).await.is_ok()
-        };
-        loop {
-            let chunk = match stream.next().await {
-                Some(Ok(c)) => c,
-                Some(Err(_)) => {
-                    let _ = entry_tx
-                        .send(Entry::Rejected(line_no + 1, AppError::invalid("the request body broke off")))
-                        .await;
-                    return;
-                }
-                None => break,
-            };
-            buf.extend_from_slice(&chunk);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                line_no += 1;
-                let rest = buf.split_off(pos + 1);
-                let line = std::mem::replace(&mut buf, rest);
-                if !send_line(&line[..pos], line_no).await {
-                    return;
-                }
-            }
-            if buf.len() > MAX_LINE {
-                line_no += 1;
-                let _ = entry_tx
-                    .send(Entry::Rejected(line_no, AppError::invalid(format!("line is longer than {MAX_LINE} bytes"))))
-                    .await;
-                return;
-            }
-        }
-        if !buf.is_empty() {
-            line_no += 1;
-            send_line(&buf, line_no).await;
-        }
-    });
+    // Set when the request body breaks off: the answer then ends with an error, not `done`.
+    let broken: Arc<Mutex<Option<AppError>>> = Arc::default();
+    tokio::spawn(read_ndjson(state.clone(), body, entry_tx, broken.clone()));
     let mut out = vouchers::issue_stream(state.clone(), caller.clone(), entry_rx);
+    let first = out.recv().await;
+    if let Some(Outcome::Failed(e)) = first {
+        audit_failure(&state, &caller, "vouchers.issue", "vouchers", &e).await;
+        return Err(e);
+    }
     let (line_tx, line_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         let (mut issued, mut rejected) = (0u64, 0u64);
         let mut batch = Vec::with_capacity(256);
+        batch.extend(first);
         loop {
             let mut text = Vec::with_capacity(64 * 1024);
-            if out.recv_many(&mut batch, 256).await == 0 {
-                let _ =
-                    serde_json::to_writer(&mut text, &json!({"done": true, "issued": issued, "rejected": rejected}));
+            if batch.is_empty() && out.recv_many(&mut batch, 256).await == 0 {
+                let end = match broken.lock().ok().and_then(|mut b| b.take()) {
+                    Some(e) => json!({"error": {"code": e.code, "message": e.message}, "issued": issued}),
+                    None => json!({"done": true, "issued": issued, "rejected": rejected}),
+                };
+                let _ = serde_json::to_writer(&mut text, &end);
                 text.push(b'\n');
                 let _ = line_tx.send(Ok(Bytes::from(text))).await;
                 return;
@@ -259,7 +225,84 @@ fn stream_batch(state: AppState, caller: Caller, body: Body) -> Response {
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(line_rx));
     let mut resp = (StatusCode::CREATED, body).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    resp
+    Ok(resp)
+}
+
+/// Splits the body into lines (numbered from 1; blank lines are skipped but counted) and turns
+/// each into an [`Entry`]. A line longer than [`MAX_LINE`] is refused on its own and skipped up
+/// to its end; a body that breaks off stops the input and is reported through `broken`.
+async fn read_ndjson(state: AppState, body: Body, tx: mpsc::Sender<Entry>, broken: Arc<Mutex<Option<AppError>>>) {
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut line_no = 0u64;
+    // Inside an over-long line: drop bytes until its newline.
+    let mut skipping = false;
+    let entry = |line: &[u8], line_no: u64| -> Option<Entry> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        Some(match serde_json::from_slice::<IssueRequest>(line) {
+            Err(e) => Entry::Rejected(line_no, AppError::invalid(format!("invalid voucher request: {e}"))),
+            Ok(r) => match vouchers::draft(&state, r, now_ms() / 1000) {
+                Ok(c) => Entry::Draft(line_no, c),
+                Err(e) => Entry::Rejected(line_no, e),
+            },
+        })
+    };
+    let too_long = || AppError::invalid(format!("line is longer than {MAX_LINE} bytes"));
+    loop {
+        let chunk = match stream.next().await {
+            Some(Ok(c)) => c,
+            Some(Err(_)) => {
+                if let Ok(mut b) = broken.lock() {
+                    *b = Some(AppError::invalid(
+                        "the request body broke off; lines after the last answered were not read",
+                    ));
+                }
+                return;
+            }
+            None => break,
+        };
+        buf.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(pos) = buf[start..].iter().position(|b| *b == b'\n') {
+            let end = start + pos;
+            if skipping {
+                skipping = false;
+            } else {
+                line_no += 1;
+                let e = if end - start > MAX_LINE {
+                    Some(Entry::Rejected(line_no, too_long()))
+                } else {
+                    entry(&buf[start..end], line_no)
+                };
+                if let Some(e) = e
+                    && tx.send(e).await.is_err()
+                {
+                    return;
+                }
+            }
+            start = end + 1;
+        }
+        buf.drain(..start);
+        if !skipping && buf.len() > MAX_LINE {
+            line_no += 1;
+            if tx.send(Entry::Rejected(line_no, too_long())).await.is_err() {
+                return;
+            }
+            skipping = true;
+        }
+        if skipping {
+            buf.clear();
+        }
+    }
+    if !skipping && !buf.is_empty() {
+        line_no += 1;
+        if let Some(e) = entry(&buf, line_no) {
+            let _ = tx.send(e).await;
+        }
+    }
 }
 
 /// `POST /v1/vouchers/redeem`.
@@ -346,8 +389,22 @@ pub async fn redeem(
         let at = now_ms();
         let detail = json!({ "aud": claims.aud, "amount": claims.amount, "currency": claims.currency });
         let entry = ok_entry(&caller, "vouchers.redeem", &claims.jti, Some(detail));
-        if state.audit_log().redeem(claims.jti.clone(), at, caller.name.clone(), key.clone(), entry).await? {
-            return Ok((at, claims, false));
+        let nonce = vouchers::new_jti()?;
+        let redeemed = state
+            .audit_log()
+            .redeem(claims.jti.clone(), at, caller.name.clone(), key.clone(), nonce.clone(), entry)
+            .await;
+        match redeemed {
+            Ok(true) => return Ok((at, claims, false)),
+            Ok(false) => {}
+            // The commit may have landed before the failure: if the stored redemption is this
+            // attempt's, it succeeded.
+            Err(e) => match state.db().voucher(&claims.jti).await {
+                Ok(Some(rec)) if rec.redeem_nonce.as_deref() == Some(nonce.as_str()) => {
+                    return Ok((rec.redeemed_at.unwrap_or(at), claims, false));
+                }
+                _ => return Err(e),
+            },
         }
         let rec = state
             .db()
@@ -424,10 +481,12 @@ pub async fn revoke(
     Authenticated(caller): Authenticated,
     ApiPath(jti): ApiPath<String>,
 ) -> AppResult<Json<Revocation>> {
-    if jti.is_empty() || jti.len() > 256 || jti.chars().any(char::is_control) {
+    let valid = !jti.is_empty() && jti.len() <= 256 && !jti.chars().any(char::is_control);
+    authorize(&state, &caller, Permission::VouchersRevoke, "vouchers.revoke", if valid { &jti } else { "vouchers" })
+        .await?;
+    if !valid {
         return Err(AppError::not_found("no such voucher"));
     }
-    authorize(&state, &caller, Permission::VouchersRevoke, "vouchers.revoke", &jti).await?;
     let result = async {
         let at = now_ms();
         let mut tx = state.db().begin().await?;
