@@ -34,6 +34,8 @@ pub const ALG_A256GCMKW: &str = "A256GCMKW";
 pub const ALG_ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 /// The only `enc`.
 pub const ENC_A256GCM: &str = "A256GCM";
+/// `cty` of sealed text: openers may hand the plaintext back as a string.
+pub const CTY_TEXT: &str = "text/plain;charset=utf-8";
 
 /// Header members never accepted: compression, critical extensions, and every way for a message
 /// to name its own key.
@@ -155,6 +157,7 @@ enum Mode {
 pub struct JweHeader {
     kid: Option<String>,
     ctx: Option<String>,
+    cty: Option<String>,
     mode: Mode,
 }
 
@@ -170,6 +173,7 @@ impl JweHeader {
         }
         let kid = obj.opt_str("kid")?.map(String::from);
         let ctx = obj.opt_str("ctx")?.map(String::from);
+        let cty = obj.opt_str("cty")?.map(String::from);
         let mode = if alg == ALG_A256GCMKW {
             Mode::AesGcmKw {
                 iv: b64d_fixed(obj.opt_str("iv")?.ok_or(Error::Malformed("iv"))?, "iv")?,
@@ -187,7 +191,7 @@ impl JweHeader {
             };
             Mode::EcdhEs { epk: *epk.public_key(), apu: party("apu")?, apv: party("apv")? }
         };
-        Ok(JweHeader { kid, ctx, mode })
+        Ok(JweHeader { kid, ctx, cty, mode })
     }
 
     /// `alg`: [`ALG_A256GCMKW`] or [`ALG_ECDH_ES_A256KW`].
@@ -206,6 +210,19 @@ impl JweHeader {
     /// The authenticated context, if present (authenticated only once [`Jwe::decrypt`] succeeds).
     pub fn ctx(&self) -> Option<&str> {
         self.ctx.as_deref()
+    }
+
+    /// `cty`, the plaintext's media type, if present.
+    pub fn cty(&self) -> Option<&str> {
+        self.cty.as_deref()
+    }
+
+    /// Whether `cty` says the plaintext is text (`text/plain`, any parameters).
+    pub fn is_text(&self) -> bool {
+        self.cty.as_deref().is_some_and(|c| {
+            let base = c.split(';').next().unwrap_or("").trim();
+            base.eq_ignore_ascii_case("text/plain")
+        })
     }
 
     /// The ephemeral public key of an `ECDH-ES+A256KW` JWE.
@@ -374,9 +391,29 @@ impl DataKey {
         ctx: Option<&str>,
         rng: &mut R,
     ) -> Result<String, Error> {
+        self.seal_typed(plaintext, ctx, None, rng)
+    }
+
+    /// Seals text, marking it `cty` [`CTY_TEXT`] so openers can return a string.
+    pub fn seal_text<R: CryptoRng + ?Sized>(
+        &self,
+        text: &str,
+        ctx: Option<&str>,
+        rng: &mut R,
+    ) -> Result<String, Error> {
+        self.seal_typed(text.as_bytes(), ctx, Some(CTY_TEXT), rng)
+    }
+
+    fn seal_typed<R: CryptoRng + ?Sized>(
+        &self,
+        plaintext: &[u8],
+        ctx: Option<&str>,
+        cty: Option<&str>,
+        rng: &mut R,
+    ) -> Result<String, Error> {
         let mut iv = [0u8; 12];
         rng.fill_bytes(&mut iv);
-        let header = with_ctx(self.wrapped.header(), ctx)?;
+        let header = with_extras(self.wrapped.header(), ctx, cty)?;
         assemble(header, &self.wrapped.encrypted_key, &self.dek, iv, plaintext)
     }
 
@@ -394,6 +431,26 @@ pub fn seal_to_public_key<R: CryptoRng + ?Sized>(
     ctx: Option<&str>,
     rng: &mut R,
 ) -> Result<String, Error> {
+    seal_to_public_key_typed(recipient, plaintext, ctx, None, rng)
+}
+
+/// [`seal_to_public_key`] for text, marked `cty` [`CTY_TEXT`].
+pub fn seal_text_to_public_key<R: CryptoRng + ?Sized>(
+    recipient: &PublicJwk,
+    text: &str,
+    ctx: Option<&str>,
+    rng: &mut R,
+) -> Result<String, Error> {
+    seal_to_public_key_typed(recipient, text.as_bytes(), ctx, Some(CTY_TEXT), rng)
+}
+
+fn seal_to_public_key_typed<R: CryptoRng + ?Sized>(
+    recipient: &PublicJwk,
+    plaintext: &[u8],
+    ctx: Option<&str>,
+    cty: Option<&str>,
+    rng: &mut R,
+) -> Result<String, Error> {
     let ephemeral = p256::SecretKey::generate_from_rng(rng);
     let mut cek_bytes = [0u8; 32];
     rng.fill_bytes(&mut cek_bytes);
@@ -401,7 +458,7 @@ pub fn seal_to_public_key<R: CryptoRng + ?Sized>(
     zeroize::Zeroize::zeroize(&mut cek_bytes);
     let mut iv = [0u8; 12];
     rng.fill_bytes(&mut iv);
-    seal_to_public_key_with(recipient, &ephemeral, &cek, iv, plaintext, ctx)
+    seal_with_key(recipient, &ephemeral, &cek, iv, plaintext, ctx, cty)
 }
 
 /// [`seal_to_public_key`] with the ephemeral key, CEK and IV given: for known-answer tests only.
@@ -413,6 +470,18 @@ pub fn seal_to_public_key_with(
     iv: [u8; 12],
     plaintext: &[u8],
     ctx: Option<&str>,
+) -> Result<String, Error> {
+    seal_with_key(recipient, ephemeral, cek, iv, plaintext, ctx, None)
+}
+
+fn seal_with_key(
+    recipient: &PublicJwk,
+    ephemeral: &p256::SecretKey,
+    cek: &Dek,
+    iv: [u8; 12],
+    plaintext: &[u8],
+    ctx: Option<&str>,
+    cty: Option<&str>,
 ) -> Result<String, Error> {
     let z = ephemeral.agree(None, recipient.public_key())?;
     let kek = concat_kdf_sha256(z.expose_secret(), 256, ALG_ECDH_ES_A256KW.as_bytes(), &[], &[]);
@@ -426,11 +495,18 @@ pub fn seal_to_public_key_with(
     }
     let epk = PublicJwk::new(ephemeral.public_key());
     header.insert("epk".into(), serde_json::to_value(&epk).map_err(|_| Error::KeyOperation)?);
-    let header = with_ctx(header, ctx)?;
+    let header = with_extras(header, ctx, cty)?;
     assemble(header, &encrypted_key, cek, iv, plaintext)
 }
 
-fn with_ctx(mut header: Map<String, Value>, ctx: Option<&str>) -> Result<Map<String, Value>, Error> {
+fn with_extras(
+    mut header: Map<String, Value>,
+    ctx: Option<&str>,
+    cty: Option<&str>,
+) -> Result<Map<String, Value>, Error> {
+    if let Some(cty) = cty {
+        header.insert("cty".into(), cty.into());
+    }
     if let Some(ctx) = ctx {
         if ctx.len() > MAX_CTX_LEN {
             return Err(Error::InvalidArgument("ctx is longer than 1024 bytes"));

@@ -381,3 +381,15 @@ fn key_set_selection_is_by_kid_and_use_only() {
     assert!(Jwks::from_json("{\"keys\":{}}").is_err());
     assert_eq!(Jwks::from_json(&sig.to_json()).unwrap().keys().len(), 1, "a bare JWK is a set of one");
 }
+
+#[test]
+fn sealed_text_is_marked_so_openers_can_return_a_string() {
+    let secret = SecretKey::from_slice(&[9u8; 32]).unwrap();
+    let jwk = PublicJwk::new(secret.public_key()).with_kid("pii-seal.v1");
+    let jwe = vouchsafe_core::seal_text_to_public_key(&jwk, "Amina", None, &mut rng()).unwrap();
+    let parsed = Jwe::parse(&jwe).unwrap();
+    assert_eq!(parsed.header().cty(), Some(vouchsafe_core::jwe::CTY_TEXT));
+    assert!(parsed.header().is_text());
+    let bytes = seal_to_public_key(&jwk, b"Amina", None, &mut rng()).unwrap();
+    assert!(!Jwe::parse(&bytes).unwrap().header().is_text(), "bytes carry no cty");
+}
