@@ -26,6 +26,14 @@ unit:
 interop:
     scripts/interop
 
+# The npm package (web + Node builds) in npm/.
+wasm:
+    scripts/build-npm
+
+# The packed npm package's tests, by its public name.
+npm-test:
+    scripts/test-npm
+
 # vouchsafe-core for the browser target.
 wasm-core:
     cargo build -p vouchsafe-core --target wasm32-unknown-unknown --locked
