@@ -257,6 +257,16 @@ impl AppState {
         let res = tokio::task::spawn_blocking(move || f(&*ks))
             .await
             .map_err(|_| AppError::internal("keystore call panicked"))?;
+        self.finish_keystore_op(op, start, res)
+    }
+
+    /// Records a keystore call's latency and outcome as `op`.
+    fn finish_keystore_op<T>(
+        &self,
+        op: &'static str,
+        start: Instant,
+        res: Result<T, vouchsafe_keystore::KeystoreError>,
+    ) -> AppResult<T> {
         self.metrics().keystore_op(self.inner.keystore.provider(), op, res.is_ok(), start.elapsed().as_secs_f64());
         res.map_err(AppError::from)
     }
@@ -276,8 +286,7 @@ impl AppState {
         } else {
             f(&*ks)
         };
-        self.metrics().keystore_op(self.inner.keystore.provider(), op, res.is_ok(), start.elapsed().as_secs_f64());
-        res.map_err(AppError::from)
+        self.finish_keystore_op(op, start, res)
     }
 }
 

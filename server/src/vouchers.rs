@@ -364,17 +364,17 @@ async fn sign_chunk(state: &AppState, mut chunk: Chunk) -> AppResult<Chunk> {
             return Err(AppError::internal("keystore returned the wrong number of signatures"));
         }
         let mut sigs = sigs.into_iter();
-        for item in &mut chunk.items {
-            if matches!(item, Stage::Draft(..)) {
-                let Stage::Draft(line, c, list, p) =
-                    std::mem::replace(item, Stage::Rejected(0, AppError::internal("")))
-                else {
-                    continue;
-                };
-                let sig = sigs.next().ok_or_else(|| AppError::internal("signature count"))?;
-                *item = Stage::Signed(line, c, list, p.finish(&sig)?);
-            }
+        let mut signed = Vec::with_capacity(chunk.items.len());
+        for item in chunk.items {
+            signed.push(match item {
+                Stage::Draft(line, c, list, p) => {
+                    let sig = sigs.next().ok_or_else(|| AppError::internal("signature count"))?;
+                    Stage::Signed(line, c, list, p.finish(&sig)?)
+                }
+                other => other,
+            });
         }
+        chunk.items = signed;
     }
     Ok(chunk)
 }
