@@ -89,6 +89,12 @@ export class DataKey {
   readonly disposed: boolean;
   /** A compact JWE (`A256GCMKW`, `A256GCM`). Strings are marked as text and open as strings. */
   seal(data: string | Uint8Array, options?: SealOptions): string;
+  /**
+   * `seal` with the content encrypted by WebCrypto (`crypto.subtle`) where it exists — faster
+   * for large inputs — and by the synchronous path on a non-secure origin. Same format; opens
+   * with `open`. Rejects with `VouchsafeError` like `seal` throws.
+   */
+  sealAsync(data: string | Uint8Array, options?: SealOptions): Promise<string>;
   /** The plaintext: a string if a string was sealed, else bytes. */
   open(jwe: string, options?: OpenOptions): string | Uint8Array;
   /** Wipes the key. Later calls throw `VouchsafeError` `disposed`. */
@@ -174,6 +180,11 @@ export class VoucherVerifier {
   constructor(jwks: Jwks | string, options?: VoucherVerifierOptions);
   /** The claims, or throws `VouchsafeError` (`expired`, `bad_signature`, `revoked`, …). */
   verify(token: string, options?: VerifyOptions): VoucherClaims;
+  /**
+   * `verify` with the ES256 signature checked by WebCrypto where `crypto.subtle` exists (the
+   * synchronous path elsewhere). Same rules, same claims, same error codes.
+   */
+  verifyAsync(token: string, options?: VerifyOptions): Promise<VoucherClaims>;
   free(): void;
 }
 

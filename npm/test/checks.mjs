@@ -44,6 +44,19 @@ export function unb64u(s) {
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
+/** The same ES256 signature with s replaced by n - s (also valid). */
+async function highS(token) {
+  const n = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+  const [h, p, s64] = token.split(".");
+  const sig = unb64u(s64);
+  const s = BigInt(`0x${Array.from(sig.slice(32), (b) => b.toString(16).padStart(2, "0")).join("")}`);
+  const hex = (n - s).toString(16).padStart(64, "0");
+  const out = new Uint8Array(64);
+  out.set(sig.slice(0, 32));
+  for (let i = 0; i < 32; i++) out[32 + i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return `${h}.${p}.${b64u(out)}`;
+}
+
 const header = (compact) => JSON.parse(new TextDecoder().decode(unb64u(compact.split(".")[0])));
 
 async function deflate(bytes) {
@@ -98,7 +111,19 @@ export function checks(vs, env) {
     eq(await code(() => dk.open("not.a.jwe")), "malformed", "garbage");
     eq(await code(() => dk.seal(42)), "invalid_argument", "a number is not data");
     eq(await code(() => vs.DataKey.fromResponse({ kid: "pii.v1" })), "malformed", "no plaintext");
+    // sealAsync: WebCrypto where it exists, the same path as seal elsewhere; same format.
+    const async1 = await dk.sealAsync("0712 345 678", { ctx: "registrant/123/phone" });
+    eq(header(async1), header(jwe), "sealAsync's header is seal's");
+    eq(dk.open(async1, { ctx: "registrant/123/phone" }), "0712 345 678", "sealAsync opens");
+    const big = crypto.getRandomValues(new Uint8Array(65536));
+    const large = new Uint8Array(1 << 20).map((_, i) => big[i & 0xffff]);
+    eq(dk.open(await dk.sealAsync(large)).length, large.length, "1 MiB through sealAsync");
+    eq(await code(() => dk.sealAsync(new Uint8Array((1 << 20) + 1))), "too_large", "over 1 MiB");
+    eq(await code(() => dk.sealAsync("x", { ctx: 5 })), "invalid_argument", "ctx must be a string");
+    const pending = dk.sealAsync("in flight");
     dk.dispose();
+    eq(typeof (await pending), "string", "a seal started before dispose completes");
+    eq(await code(() => dk.sealAsync("x")), "disposed", "sealAsync after dispose");
     dk.dispose();
     eq(dk.disposed, true, "disposed");
     eq(await code(() => dk.seal("x")), "disposed", "seal after dispose");
@@ -179,11 +204,13 @@ export function checks(vs, env) {
     const at = vectors.voucher_valid_at;
     const v = new vs.VoucherVerifier(vectors.jwks, { issuer: "https://keys.example.org", audience: "food-2026" });
     eq(v.verify(vectors.voucher, { now: at }), vectors.voucher_claims, "claims");
+    eq(await v.verifyAsync(vectors.voucher, { now: at }), vectors.voucher_claims, "claims (verifyAsync)");
     eq(v.verify(vectors.voucher, { now: new Date(at * 1000) }).jti, "01J9Z8-0001", "now as a Date");
     const [h, p, s] = vectors.voucher.split(".");
     const claims = JSON.parse(new TextDecoder().decode(unb64u(p)));
     const forged = `${h}.${b64u(utf8(JSON.stringify({ ...claims, amount: "99999.00" })))}.${s}`;
     eq(await code(() => v.verify(forged, { now: at })), "bad_signature", "amount changed");
+    eq(await code(() => v.verifyAsync(forged, { now: at })), "bad_signature", "amount changed (verifyAsync)");
     const flipped = `${h}.${p}.${s.slice(0, 10)}${s[10] === "A" ? "B" : "A"}${s.slice(11)}`;
     eq(await code(() => v.verify(flipped, { now: at })), "bad_signature", "one signature character");
     const none = `${b64u(utf8(JSON.stringify({ alg: "none", typ: "voucher+jwt", kid: "vouchers.v1" })))}.${p}.`;
@@ -240,9 +267,14 @@ export function checks(vs, env) {
         .setProtectedHeader({ alg: "HS256", typ: "voucher+jwt", kid: "vouchers.v1" })
         .sign(utf8(JSON.stringify(jwks.keys[0]))),
     };
+    eq(await v.verifyAsync(good), claims, "claims (verifyAsync)");
     for (const [want, token] of Object.entries(cases)) {
       eq(await code(() => v.verify(token)), want.replace(/_(foreign|hs256)$/, ""), want);
+      eq(await code(() => v.verifyAsync(token)), want.replace(/_(foreign|hs256)$/, ""), `${want} (verifyAsync)`);
     }
+    const high = await highS(good);
+    eq(v.verify(high).jti, "v-1", "a high-S signature verifies (RFC 7518 does not forbid it)");
+    eq((await v.verifyAsync(high)).jti, "v-1", "a high-S signature verifies (verifyAsync)");
     eq(await code(() => v.verify(good, { now: now + 7200 })), "expired", "now is the caller's");
   });
 
@@ -261,6 +293,7 @@ export function checks(vs, env) {
     const v = new vs.VoucherVerifier(jwks);
     eq(await code(() => v.verify(voucher, { statusList: sl })), "revoked", "one list");
     eq(await code(() => v.verify(voucher, { statusList: [sl] })), "revoked", "an array of lists");
+    eq(await code(() => v.verifyAsync(voucher, { statusList: sl })), "revoked", "verifyAsync checks the list");
     eq(v.verify(voucher).jti, "v-1", "without the list, the voucher passes");
     eq(await code(() => vs.StatusList.fromToken(list, jwks, { now: now + 90000 })), "expired", "old list");
     eq(await code(() => vs.StatusList.fromToken(list, jwks, { uri: uri + "0" })), "invalid_claim", "other uri");

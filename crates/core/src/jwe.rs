@@ -417,6 +417,21 @@ impl DataKey {
         assemble(header, &self.wrapped.encrypted_key, &self.dek, iv, plaintext)
     }
 
+    /// Prepares a seal of `len` bytes (text when `text`) whose content another AES-GCM
+    /// implementation encrypts with [`dek`](Self::dek); see [`PreparedSeal`].
+    pub fn prepare_seal<R: CryptoRng + ?Sized>(
+        &self,
+        len: usize,
+        ctx: Option<&str>,
+        text: bool,
+        rng: &mut R,
+    ) -> Result<PreparedSeal, Error> {
+        let mut iv = [0u8; 12];
+        rng.fill_bytes(&mut iv);
+        let header = with_extras(self.wrapped.header(), ctx, text.then_some(CTY_TEXT))?;
+        PreparedSeal::new(header, &self.wrapped.encrypted_key, iv, len)
+    }
+
     /// Opens a JWE sealed under this data key.
     pub fn open(&self, compact: &str, ctx: Option<&str>) -> Result<Vec<u8>, Error> {
         Jwe::parse(compact)?.open_with_dek(&self.dek, ctx)
@@ -523,20 +538,57 @@ fn assemble(
     iv: [u8; 12],
     plaintext: &[u8],
 ) -> Result<String, Error> {
-    if plaintext.len() > MAX_PLAINTEXT {
-        return Err(Error::TooLarge);
-    }
-    let header_json = serde_json::to_vec(&Value::Object(header)).map_err(|_| Error::KeyOperation)?;
-    let header_b64 = b64e(&header_json);
+    let prepared = PreparedSeal::new(header, encrypted_key, iv, plaintext.len())?;
     let mut buf = plaintext.to_vec();
-    let tag = gcm_seal(cek.expose_secret(), &iv, header_b64.as_bytes(), &mut buf);
-    let ct64 = b64e(&buf);
-    let mut out = String::with_capacity(header_b64.len() + ct64.len() + 128);
-    for (i, part) in [header_b64, b64e(encrypted_key), b64e(&iv), ct64, b64e(&tag)].iter().enumerate() {
-        if i > 0 {
-            out.push('.');
+    let tag = gcm_seal(cek.expose_secret(), &iv, prepared.aad(), &mut buf);
+    Ok(prepared.finish(&buf, &tag))
+}
+
+/// A JWE with its protected header, encrypted key and IV fixed, whose content is to be
+/// encrypted by another AES-256-GCM implementation (WebCrypto, in the npm package's
+/// `sealAsync`): encrypt with the DEK, [`iv`](Self::iv) and [`aad`](Self::aad), then hand
+/// the ciphertext and 16-byte tag to [`finish`](Self::finish).
+#[derive(Debug, Clone)]
+pub struct PreparedSeal {
+    header_b64: String,
+    encrypted_key: Vec<u8>,
+    iv: [u8; 12],
+    len: usize,
+}
+
+impl PreparedSeal {
+    fn new(header: Map<String, Value>, encrypted_key: &[u8], iv: [u8; 12], len: usize) -> Result<Self, Error> {
+        if len > MAX_PLAINTEXT {
+            return Err(Error::TooLarge);
         }
-        out.push_str(part);
+        let header_json = serde_json::to_vec(&Value::Object(header)).map_err(|_| Error::KeyOperation)?;
+        Ok(PreparedSeal { header_b64: b64e(&header_json), encrypted_key: encrypted_key.to_vec(), iv, len })
     }
-    Ok(out)
+
+    /// The additional authenticated data: the ASCII of the encoded protected header.
+    pub fn aad(&self) -> &[u8] {
+        self.header_b64.as_bytes()
+    }
+
+    /// The fresh random 96-bit IV.
+    pub fn iv(&self) -> &[u8; 12] {
+        &self.iv
+    }
+
+    /// The compact JWE around `ciphertext` (as long as the plaintext this was prepared for)
+    /// and `tag`.
+    pub fn finish(self, ciphertext: &[u8], tag: &[u8; 16]) -> String {
+        debug_assert_eq!(ciphertext.len(), self.len);
+        let ct64 = b64e(ciphertext);
+        let mut out = String::with_capacity(self.header_b64.len() + ct64.len() + 128);
+        for (i, part) in
+            [self.header_b64, b64e(&self.encrypted_key), b64e(&self.iv), ct64, b64e(tag)].iter().enumerate()
+        {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+        out
+    }
 }

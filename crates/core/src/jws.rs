@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::encoding::{StrictObject, b64d, b64e};
-use crate::jwk::{Jwks, KeyUse};
+use crate::jwk::{Jwks, KeyUse, PublicJwk};
 use crate::keys::Signer;
 
 /// Largest compact JWS accepted (1 MiB).
@@ -95,33 +95,98 @@ impl VerifiedJws {
     }
 }
 
-/// Verifies a compact ES256 JWS against a key set the caller trusts.
+/// A compact JWS whose header passed every rule of [`verify`] and whose key was found by `kid`,
+/// with its signature not yet checked. [`verify`](Self::verify) checks it here; a caller with
+/// another ES256 implementation (WebCrypto in the npm package) checks [`signature`]
+/// (`r‖s`) over [`signing_input`] with [`key`] and hands the answer to
+/// [`with_signature_checked`](Self::with_signature_checked).
 ///
-/// The algorithm is pinned to ES256 and the key is chosen only by `kid` among the set's
-/// signature keys; `jwk`, `jku`, `x5u`, `x5c`, `crit` and `b64` in the header are refused.
+/// [`signature`]: Self::signature
+/// [`signing_input`]: Self::signing_input
+/// [`key`]: Self::key
+#[derive(Debug, Clone)]
+pub struct UncheckedJws {
+    header: StrictObject,
+    signing_input: String,
+    signature: Vec<u8>,
+    key: PublicJwk,
+    kid: String,
+}
+
+impl UncheckedJws {
+    /// Parses `token` and checks its header against a key set the caller trusts.
+    ///
+    /// The algorithm is pinned to ES256 and the key is chosen only by `kid` among the set's
+    /// signature keys; `jwk`, `jku`, `x5u`, `x5c`, `crit` and `b64` in the header are refused.
+    pub fn parse(token: &str, jwks: &Jwks) -> Result<Self, Error> {
+        if token.len() > MAX_JWS_LEN {
+            return Err(Error::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(Error::Malformed("a compact JWS has three parts"));
+        };
+        let header = StrictObject::parse(&b64d(h64, "header")?, "header")?;
+        match header.0.get("alg") {
+            Some(Value::String(a)) if a == "ES256" => {}
+            Some(Value::String(_)) => return Err(Error::UnsupportedAlg),
+            _ => return Err(Error::Malformed("alg")),
+        }
+        if let Some(h) = FORBIDDEN_HEADERS.iter().find(|h| header.has(h)) {
+            return Err(Error::UnsupportedHeader(h));
+        }
+        let kid = header.opt_str("kid")?.ok_or(Error::UnknownKid)?;
+        let key = jwks.find(kid, KeyUse::Sig).ok_or(Error::UnknownKid)?.clone();
+        let kid = String::from(kid);
+        let signature = b64d(s64, "signature")?;
+        let signing_input = String::from(&token[..h64.len() + 1 + p64.len()]);
+        Ok(UncheckedJws { header, signing_input, signature, key, kid })
+    }
+
+    /// The bytes the signature covers: `BASE64URL(header) '.' BASE64URL(payload)`.
+    pub fn signing_input(&self) -> &[u8] {
+        self.signing_input.as_bytes()
+    }
+
+    /// The signature as sent (64 bytes `r‖s` when well-formed).
+    pub fn signature(&self) -> &[u8] {
+        &self.signature
+    }
+
+    /// The key the header's `kid` selected.
+    pub fn key(&self) -> &PublicJwk {
+        &self.key
+    }
+
+    /// Checks the signature here.
+    pub fn verify(self) -> Result<VerifiedJws, Error> {
+        es256_verify(self.key.public_key(), self.signing_input.as_bytes(), &self.signature)?;
+        self.into_verified()
+    }
+
+    /// Takes the verdict of another ES256 verifier that checked exactly [`signature`] over
+    /// [`signing_input`] with [`key`]. `false`, or a signature that is not 64 bytes, is
+    /// [`Error::BadSignature`].
+    ///
+    /// [`signature`]: Self::signature
+    /// [`signing_input`]: Self::signing_input
+    /// [`key`]: Self::key
+    pub fn with_signature_checked(self, valid: bool) -> Result<VerifiedJws, Error> {
+        if !valid || self.signature.len() != 64 {
+            return Err(Error::BadSignature);
+        }
+        self.into_verified()
+    }
+
+    fn into_verified(self) -> Result<VerifiedJws, Error> {
+        let p64 = self.signing_input.split('.').nth(1).unwrap_or_default();
+        let payload = b64d(p64, "payload")?;
+        Ok(VerifiedJws { header: self.header, payload, kid: self.kid })
+    }
+}
+
+/// Verifies a compact ES256 JWS against a key set the caller trusts (see
+/// [`UncheckedJws::parse`] for the header rules).
 pub fn verify(token: &str, jwks: &Jwks) -> Result<VerifiedJws, Error> {
-    if token.len() > MAX_JWS_LEN {
-        return Err(Error::TooLarge);
-    }
-    let mut parts = token.split('.');
-    let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(Error::Malformed("a compact JWS has three parts"));
-    };
-    let header = StrictObject::parse(&b64d(h64, "header")?, "header")?;
-    match header.0.get("alg") {
-        Some(Value::String(a)) if a == "ES256" => {}
-        Some(Value::String(_)) => return Err(Error::UnsupportedAlg),
-        _ => return Err(Error::Malformed("alg")),
-    }
-    if let Some(h) = FORBIDDEN_HEADERS.iter().find(|h| header.has(h)) {
-        return Err(Error::UnsupportedHeader(h));
-    }
-    let kid = header.opt_str("kid")?.ok_or(Error::UnknownKid)?;
-    let key = jwks.find(kid, KeyUse::Sig).ok_or(Error::UnknownKid)?;
-    let sig = b64d(s64, "signature")?;
-    let signing_input_len = h64.len() + 1 + p64.len();
-    es256_verify(key.public_key(), &token.as_bytes()[..signing_input_len], &sig)?;
-    let payload = b64d(p64, "payload")?;
-    let kid = String::from(kid);
-    Ok(VerifiedJws { header, payload, kid })
+    UncheckedJws::parse(token, jwks)?.verify()
 }

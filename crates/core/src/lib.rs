@@ -19,7 +19,7 @@ pub mod status;
 
 pub use encoding::{StrictObject, b64d, b64e};
 pub use error::Error;
-pub use jwe::{DataKey, Jwe, JweHeader, WrappedDek, seal_text_to_public_key, seal_to_public_key};
+pub use jwe::{DataKey, Jwe, JweHeader, PreparedSeal, WrappedDek, seal_text_to_public_key, seal_to_public_key};
 pub use jwk::{Jwks, KeyUse, PublicJwk};
 pub use kdf::concat_kdf_sha256;
 pub use keys::{Dek, KeyAgreement, SharedSecret, Signer};

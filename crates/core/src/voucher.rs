@@ -213,7 +213,12 @@ impl VoucherValidator {
 
     /// Verifies `token` at time `now` (seconds since the epoch) and returns its claims.
     pub fn validate(&self, token: &str, jwks: &Jwks, now: i64) -> Result<VoucherClaims, Error> {
-        let verified = jws::verify(token, jwks)?;
+        self.check_verified(jws::verify(token, jwks)?, now)
+    }
+
+    /// The voucher rules for a JWS whose signature was checked (by [`jws::verify`], or by
+    /// another ES256 verifier through [`jws::UncheckedJws::with_signature_checked`]).
+    pub fn check_verified(&self, verified: jws::VerifiedJws, now: i64) -> Result<VoucherClaims, Error> {
         if verified.header.0.keys().any(|k| !matches!(k.as_str(), "alg" | "typ" | "kid")) {
             return Err(Error::UnsupportedHeader("a voucher header has only alg, typ and kid"));
         }
@@ -252,17 +257,32 @@ impl VoucherValidator {
         lists: &[crate::status::VerifiedStatusList],
     ) -> Result<VoucherClaims, Error> {
         let claims = self.validate(token, jwks, now)?;
-        if let Some(st) = &claims.status
-            && let Some(list) = lists.iter().find(|l| l.uri == st.uri)
-        {
-            match list.list.get(st.idx) {
-                Some(0) => {}
-                Some(_) => return Err(Error::Revoked),
-                None => return Err(Error::InvalidClaim("status")),
-            }
-        }
-        Ok(claims)
+        check_status(claims, lists)
     }
+
+    /// [`check_verified`](Self::check_verified), then the revocation status as in
+    /// [`validate_with_status`](Self::validate_with_status).
+    pub fn check_verified_with_status(
+        &self,
+        verified: jws::VerifiedJws,
+        now: i64,
+        lists: &[crate::status::VerifiedStatusList],
+    ) -> Result<VoucherClaims, Error> {
+        check_status(self.check_verified(verified, now)?, lists)
+    }
+}
+
+fn check_status(claims: VoucherClaims, lists: &[crate::status::VerifiedStatusList]) -> Result<VoucherClaims, Error> {
+    if let Some(st) = &claims.status
+        && let Some(list) = lists.iter().find(|l| l.uri == st.uri)
+    {
+        match list.list.get(st.idx) {
+            Some(0) => {}
+            Some(_) => return Err(Error::Revoked),
+            None => return Err(Error::InvalidClaim("status")),
+        }
+    }
+    Ok(claims)
 }
 
 /// RFC 7515 §4.1.9: `typ` is a media type, compared case-insensitively, and `application/` may

@@ -393,3 +393,35 @@ fn sealed_text_is_marked_so_openers_can_return_a_string() {
     let bytes = seal_to_public_key(&jwk, b"Amina", None, &mut rng()).unwrap();
     assert!(!Jwe::parse(&bytes).unwrap().header().is_text(), "bytes carry no cty");
 }
+
+#[test]
+fn a_prepared_seal_encrypted_elsewhere_opens_like_a_seal() {
+    let dk = data_key();
+    let plaintext = "Amina Wanjiru".as_bytes();
+    let prepared = dk.prepare_seal(plaintext.len(), Some("registrant/1/name"), true, &mut rng()).unwrap();
+    // "Elsewhere": AES-256-GCM with the DEK, the prepared IV and AAD (WebCrypto in the browser).
+    let mut buf = plaintext.to_vec();
+    let tag = vouchsafe_core::jwe::gcm_seal(dk.dek().expose_secret(), prepared.iv(), prepared.aad(), &mut buf);
+    let (aad, iv) = (prepared.aad().to_vec(), *prepared.iv());
+    let jwe = prepared.finish(&buf, &tag);
+    assert_eq!(header_of(&jwe)["cty"], "text/plain;charset=utf-8");
+    assert_eq!(header_of(&jwe)["ctx"], "registrant/1/name");
+    assert_eq!(header_of(&jwe)["kid"], "pii.v3");
+    assert_eq!(dk.open(&jwe, Some("registrant/1/name")).unwrap(), plaintext);
+    assert_eq!(dk.open(&jwe, Some("registrant/2/name")).unwrap_err(), Error::ContextMismatch);
+    // A wrong tag from the other implementation is caught when opening.
+    let bad = prepared_with_tag(&dk, plaintext, [0u8; 16]);
+    assert_eq!(dk.open(&bad, None).unwrap_err(), Error::DecryptFailed);
+    // The same limits as seal: size and ctx length.
+    assert_eq!(dk.prepare_seal(MAX_PLAINTEXT + 1, None, false, &mut rng()).unwrap_err(), Error::TooLarge);
+    assert!(dk.prepare_seal(1, Some(&"x".repeat(1025)), false, &mut rng()).is_err());
+    let bytes = dk.prepare_seal(3, None, false, &mut rng()).unwrap();
+    assert!(bytes.aad() != aad.as_slice() && *bytes.iv() != iv, "fresh IV, no cty");
+}
+
+fn prepared_with_tag(dk: &DataKey, plaintext: &[u8], tag: [u8; 16]) -> String {
+    let prepared = dk.prepare_seal(plaintext.len(), None, false, &mut rng()).unwrap();
+    let mut buf = plaintext.to_vec();
+    let _ = vouchsafe_core::jwe::gcm_seal(dk.dek().expose_secret(), prepared.iv(), prepared.aad(), &mut buf);
+    prepared.finish(&buf, &tag)
+}

@@ -365,3 +365,32 @@ fn sub(a: &[u8], b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+#[test]
+fn a_signature_checked_elsewhere_gives_the_same_answers() {
+    let f = fixture();
+    let token = claims().sign("vouchers.v2", &f.key).unwrap();
+    let unchecked = jws::UncheckedJws::parse(&token, &f.jwks).unwrap();
+    let (h, p) = (token.split('.').next().unwrap(), token.split('.').nth(1).unwrap());
+    assert_eq!(unchecked.signing_input(), format!("{h}.{p}").as_bytes());
+    assert_eq!(unchecked.signature().len(), 64);
+    assert_eq!(unchecked.key(), f.jwks.find("vouchers.v2", KeyUse::Sig).unwrap());
+    // The other verifier's verdict decides the signature; every other rule still applies.
+    let verified = unchecked.clone().with_signature_checked(true).unwrap();
+    assert_eq!(f.validator.check_verified(verified, NOW).unwrap(), claims());
+    assert_eq!(unchecked.clone().with_signature_checked(false).unwrap_err(), Error::BadSignature);
+    let verified = unchecked.clone().with_signature_checked(true).unwrap();
+    assert_eq!(f.validator.check_verified(verified, NOW + 90_000).unwrap_err(), Error::Expired);
+    assert_eq!(unchecked.verify().unwrap().kid, "vouchers.v2", "checked here");
+    // A truncated signature is refused even if the other verifier says yes.
+    let short = format!("{h}.{p}.{}", b64e(&[1u8; 63]));
+    let unchecked = jws::UncheckedJws::parse(&short, &f.jwks).unwrap();
+    assert_eq!(unchecked.with_signature_checked(true).unwrap_err(), Error::BadSignature);
+    // Header rules are parse's: no key by another route, no other algorithm.
+    let none = format!("{}.{p}.", b64e(br#"{"alg":"none","typ":"voucher+jwt","kid":"vouchers.v2"}"#));
+    assert_eq!(jws::UncheckedJws::parse(&none, &f.jwks).unwrap_err(), Error::UnsupportedAlg);
+    let jku = es256_token(&f.key, &json!({"alg":"ES256","kid":"vouchers.v2","jku":"https://x"}), &payload());
+    assert!(matches!(jws::UncheckedJws::parse(&jku, &f.jwks).unwrap_err(), Error::UnsupportedHeader(_)));
+    let stranger = es256_token(&f.key, &json!({"alg":"ES256","kid":"vouchers.v9"}), &payload());
+    assert_eq!(jws::UncheckedJws::parse(&stranger, &f.jwks).unwrap_err(), Error::UnknownKid);
+}

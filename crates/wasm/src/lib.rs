@@ -10,10 +10,12 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, JSON, Object, Promise, Reflect, Uint8Array};
+use vouchsafe_core::jws::UncheckedJws;
 use vouchsafe_core::rand_core::UnwrapErr;
 use vouchsafe_core::{Jwe, Jwks, KeyUse, PublicJwk, VerifiedStatusList, VoucherValidator};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
+use zeroize::Zeroizing;
 
 thread_local! {
     /// The package's `VouchsafeError` class, handed over by its entry module at load.
@@ -50,6 +52,46 @@ fn invalid(message: &str) -> JsValue {
 
 fn rng() -> UnwrapErr<getrandom::SysRng> {
     UnwrapErr(getrandom::SysRng)
+}
+
+/// The DEK as imported into WebCrypto, if it was; `disposed` stops a late import from keeping it.
+#[derive(Default)]
+struct SubtleKey {
+    disposed: bool,
+    key: Option<JsValue>,
+}
+
+/// `crypto.subtle` where it exists (secure contexts and Node); `None` on a non-secure origin.
+fn subtle() -> Option<Object> {
+    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok().filter(JsValue::is_object)?;
+    Reflect::get(&crypto, &"subtle".into()).ok().filter(JsValue::is_object).map(Object::from)
+}
+
+/// Awaits `crypto.subtle[method](...args)`; a rejection becomes `key_operation_failed`.
+async fn subtle_call(subtle: &Object, method: &str, args: &[&JsValue]) -> Result<JsValue, JsValue> {
+    let f: Function = Reflect::get(subtle, &method.into())?.dyn_into()?;
+    let list = args.iter().copied().collect::<Array>();
+    let promise: Promise = Reflect::apply(&f, subtle, &list)?.dyn_into()?;
+    JsFuture::from(promise)
+        .await
+        .map_err(|e| error("key_operation_failed", format!("WebCrypto {method}: {}", describe(&e))))
+}
+
+/// A plain object from name/value pairs.
+fn object(members: &[(&str, JsValue)]) -> Result<JsValue, JsValue> {
+    let o = Object::new();
+    for (k, v) in members {
+        Reflect::set(&o, &JsValue::from_str(k), v)?;
+    }
+    Ok(o.into())
+}
+
+/// A settled promise for a synchronous result.
+fn settle(r: Result<JsValue, JsValue>) -> Promise {
+    match r {
+        Ok(v) => Promise::resolve(&v),
+        Err(e) => Promise::reject(&e),
+    }
 }
 
 /// `opts[name]`, or undefined when `opts` is absent.
@@ -121,6 +163,9 @@ fn jwks_from(v: &JsValue) -> Result<Jwks, JsValue> {
 #[wasm_bindgen]
 pub struct DataKey {
     inner: Option<vouchsafe_core::DataKey>,
+    /// The DEK imported into WebCrypto (non-extractable) by the first `sealAsync`; shared with
+    /// that call's future, and cleared for good by `dispose`.
+    subtle_key: Rc<RefCell<SubtleKey>>,
 }
 
 #[wasm_bindgen]
@@ -130,7 +175,7 @@ impl DataKey {
     pub fn from_response(response: JsValue) -> Result<DataKey, JsValue> {
         let text = json_text(&response, "response")?;
         let inner = vouchsafe_core::DataKey::from_response_json(&text).map_err(core_error)?;
-        Ok(DataKey { inner: Some(inner) })
+        Ok(DataKey { inner: Some(inner), subtle_key: Rc::default() })
     }
 
     fn key(&self) -> Result<&vouchsafe_core::DataKey, JsValue> {
@@ -159,6 +204,67 @@ impl DataKey {
         sealed.map_err(core_error)
     }
 
+    /// [`seal`](Self::seal) with the content encrypted by WebCrypto's AES-GCM where
+    /// `crypto.subtle` exists (faster for large inputs), by the synchronous path elsewhere (a
+    /// non-secure origin). The output is the same format either way and opens with `open`.
+    #[wasm_bindgen(js_name = sealAsync)]
+    pub fn seal_async(&self, data: JsValue, opts: Option<Object>) -> Promise {
+        let Some(subtle) = subtle() else {
+            return settle(self.seal(data, opts).map(JsValue::from));
+        };
+        let prepared = (|| {
+            let key = self.key()?;
+            let ctx = opt_string(&opts, "ctx")?;
+            let (bytes, text) = data_bytes(&data)?;
+            let prepared = key.prepare_seal(bytes.len(), ctx.as_deref(), text, &mut rng()).map_err(core_error)?;
+            Ok::<_, JsValue>((prepared, bytes))
+        })();
+        let (prepared, bytes) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&e),
+        };
+        let cached = self.subtle_key.borrow().key.clone();
+        // Only copied out when WebCrypto has not got the key yet; wiped right after the import.
+        let dek = match (&cached, self.key()) {
+            (None, Ok(k)) => Some(Zeroizing::new(k.dek().expose_secret().to_vec())),
+            _ => None,
+        };
+        let slot = self.subtle_key.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let key = match (cached, dek) {
+                (Some(k), _) => k,
+                (None, dek) => {
+                    let raw = Uint8Array::from(dek.as_deref().map_or(&[][..], |d| d.as_slice()));
+                    let usages = Array::of1(&"encrypt".into());
+                    let imported = subtle_call(
+                        &subtle,
+                        "importKey",
+                        &[&"raw".into(), &raw, &"AES-GCM".into(), &false.into(), &usages],
+                    )
+                    .await;
+                    raw.fill(0, 0, raw.length());
+                    let k = imported?;
+                    let mut slot = slot.borrow_mut();
+                    if !slot.disposed {
+                        slot.key = Some(k.clone());
+                    }
+                    k
+                }
+            };
+            let params = object(&[
+                ("name", "AES-GCM".into()),
+                ("iv", Uint8Array::from(&prepared.iv()[..]).into()),
+                ("additionalData", Uint8Array::from(prepared.aad()).into()),
+                ("tagLength", 128.into()),
+            ])?;
+            let out = subtle_call(&subtle, "encrypt", &[&params, &key, &Uint8Array::from(bytes.as_slice())]).await?;
+            let out = Uint8Array::new(&out).to_vec();
+            let (ct, tag) = out.split_at(out.len().saturating_sub(16));
+            let tag: &[u8; 16] = tag.try_into().map_err(|_| error("key_operation_failed", "WebCrypto gave no tag"))?;
+            Ok(JsValue::from_str(&prepared.finish(ct, tag)))
+        })
+    }
+
     /// Opens a JWE sealed under this data key; with `opts.ctx`, its context must match exactly.
     /// Returns a string for sealed text, a `Uint8Array` otherwise.
     pub fn open(&self, jwe: &str, opts: Option<Object>) -> Result<JsValue, JsValue> {
@@ -172,8 +278,11 @@ impl DataKey {
 
     /// Wipes the key from memory. Safe to call twice.
     pub fn dispose(&mut self) {
-        // Dropping the core DataKey zeroizes its DEK.
+        // Dropping the core DataKey zeroizes its DEK; WebCrypto's copy goes with its handle.
         self.inner = None;
+        let mut slot = self.subtle_key.borrow_mut();
+        slot.disposed = true;
+        slot.key = None;
     }
 
     /// Whether `dispose()` was called.
@@ -340,6 +449,8 @@ fn status_lists(opts: &Option<Object>) -> Result<Vec<VerifiedStatusList>, JsValu
 pub struct VoucherVerifier {
     jwks: Jwks,
     validator: VoucherValidator,
+    /// Keys imported into WebCrypto by `verifyAsync`, by kid (the JWKS is fixed per verifier).
+    subtle_keys: Rc<RefCell<HashMap<String, JsValue>>>,
 }
 
 #[wasm_bindgen]
@@ -368,7 +479,7 @@ impl VoucherVerifier {
             let s = s.ok_or_else(|| invalid("leewaySeconds is a whole number of seconds"))?;
             validator = validator.with_leeway(s as u64).map_err(core_error)?;
         }
-        Ok(VoucherVerifier { jwks: keys, validator })
+        Ok(VoucherVerifier { jwks: keys, validator, subtle_keys: Rc::default() })
     }
 
     /// Verifies `token` at `opts.now` (seconds or a Date; default now) and, when
@@ -377,9 +488,59 @@ impl VoucherVerifier {
         let now = opt_now(&opts)?;
         let lists = status_lists(&opts)?;
         let claims = self.validator.validate_with_status(token, &self.jwks, now, &lists).map_err(core_error)?;
-        let text = serde_json::to_string(&claims).map_err(|_| error("malformed", "claims"))?;
-        parse_json(&text)
+        claims_value(&claims)
     }
+
+    /// [`verify`](Self::verify) with the ES256 signature checked by WebCrypto where
+    /// `crypto.subtle` exists, synchronously elsewhere (a non-secure origin). Every other rule,
+    /// and every error code, is the same as `verify`'s.
+    #[wasm_bindgen(js_name = verifyAsync)]
+    pub fn verify_async(&self, token: &str, opts: Option<Object>) -> Promise {
+        let Some(subtle) = subtle() else {
+            return settle(self.verify(token, opts));
+        };
+        let prepared = (|| {
+            let now = opt_now(&opts)?;
+            let lists = status_lists(&opts)?;
+            let unchecked = UncheckedJws::parse(token, &self.jwks).map_err(core_error)?;
+            Ok::<_, JsValue>((now, lists, unchecked))
+        })();
+        let (now, lists, unchecked) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&e),
+        };
+        let validator = self.validator.clone();
+        let keys = self.subtle_keys.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let kid = unchecked.key().kid().unwrap_or_default().to_owned();
+            let cached = keys.borrow().get(&kid).cloned();
+            let key = match cached {
+                Some(k) => k,
+                None => {
+                    let jwk = parse_json(&unchecked.key().to_json())?;
+                    let alg = object(&[("name", "ECDSA".into()), ("namedCurve", "P-256".into())])?;
+                    let usages = Array::of1(&"verify".into());
+                    let k =
+                        subtle_call(&subtle, "importKey", &[&"jwk".into(), &jwk, &alg, &false.into(), &usages]).await?;
+                    keys.borrow_mut().insert(kid, k.clone());
+                    k
+                }
+            };
+            let alg = object(&[("name", "ECDSA".into()), ("hash", "SHA-256".into())])?;
+            let sig = Uint8Array::from(unchecked.signature());
+            let data = Uint8Array::from(unchecked.signing_input());
+            let valid = subtle_call(&subtle, "verify", &[&alg, &key, &sig, &data]).await?.as_bool() == Some(true);
+            let verified = unchecked.with_signature_checked(valid).map_err(core_error)?;
+            let claims = validator.check_verified_with_status(verified, now, &lists).map_err(core_error)?;
+            claims_value(&claims)
+        })
+    }
+}
+
+/// Claims as a plain JS object.
+fn claims_value(claims: &vouchsafe_core::VoucherClaims) -> Result<JsValue, JsValue> {
+    let text = serde_json::to_string(claims).map_err(|_| error("malformed", "claims"))?;
+    parse_json(&text)
 }
 
 /// A client of the vouchsafe key server over the global `fetch` (pages, workers, Node ≥ 20).
