@@ -44,6 +44,7 @@ bench:
     cargo bench -p vouchsafe-keystore --bench keystore --locked
     cargo bench -p vouchsafe-server --bench load --locked
     cargo bench -p vouchsafe-server --bench vouchers --locked
+    scripts/test-npm --bench
 
 ci:
     .ci/run

@@ -5,66 +5,26 @@
 // Every page runs checks.mjs; the key server (VOUCHSAFE_URL) is proxied on the page's origin.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, request } from "node:http";
 import { readFile } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { checks } from "./checks.mjs";
+import { launchChromium, startServer } from "./serve.mjs";
 
 const root = process.cwd(); // the scratch project: node_modules/vouchsafe is the packed tarball
 const upstream = process.env.VOUCHSAFE_URL;
 const token = process.env.VOUCHSAFE_TOKEN;
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const TYPES = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript",
-  ".json": "application/json", ".wasm": "application/wasm", ".css": "text/css",
-};
 
 let server;
 let port;
 let browser;
 
-function proxy(req, res) {
-  const target = new URL(req.url, upstream);
-  const out = request(target, { method: req.method, headers: { ...req.headers, host: target.host } }, (r) => {
-    res.writeHead(r.statusCode, r.headers);
-    r.pipe(res);
-  });
-  out.on("error", () => res.writeHead(502).end());
-  req.pipe(out);
-}
-
-async function serve(req, res) {
-  const { pathname } = new URL(req.url, "http://x");
-  if (upstream && (pathname.startsWith("/v1/") || pathname.startsWith("/.well-known/"))) return proxy(req, res);
-  if (pathname === "/config.json") {
-    res.writeHead(200, { "content-type": TYPES[".json"] });
-    return res.end(JSON.stringify(upstream ? { token, issuer: upstream } : {}));
-  }
-  const file = path.join(root, path.normalize(decodeURIComponent(pathname)).replace(/^(\.\.[/\\])+/, ""));
-  try {
-    const body = await readFile(file);
-    res.writeHead(200, { "content-type": TYPES[path.extname(file)] || "application/octet-stream" });
-    res.end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-}
-
 before(async () => {
   // Vite builds the app as any application would (production build, relative base).
   execFileSync(process.execPath, [path.join(root, "node_modules/vite/bin/vite.js"), "build", "test/browser/vite",
     "--base", "./", "--logLevel", "warn", "--emptyOutDir"], { cwd: root, stdio: "inherit" });
-  server = createServer((req, res) => void serve(req, res));
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  port = server.address().port;
-  browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP portal.test 127.0.0.1"],
-  });
+  ({ server, port } = await startServer(root, { upstream, token }));
+  browser = await launchChromium();
 });
 
 after(async () => {

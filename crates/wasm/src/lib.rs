@@ -6,7 +6,6 @@
 //! synchronous; only the key-server calls return promises.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, JSON, Object, Promise, Reflect, Uint8Array};
@@ -344,7 +343,9 @@ pub fn seal_to_public_key(keys: JsValue, name: &str, data: JsValue, opts: Option
 thread_local! {
     /// Verified status lists by id: `VoucherVerifier.verify` finds a `StatusList` argument's list
     /// here without consuming the JS object.
-    static LISTS: RefCell<HashMap<u32, Rc<VerifiedStatusList>>> = RefCell::new(HashMap::new());
+    /// (A short list searched linearly: a verifier holds a handful of lists, and a map type
+    /// would cost the browser build several KB.)
+    static LISTS: RefCell<Vec<(u32, Rc<VerifiedStatusList>)>> = const { RefCell::new(Vec::new()) };
     static NEXT_LIST: RefCell<u32> = const { RefCell::new(1) };
 }
 
@@ -370,7 +371,7 @@ impl StatusList {
             *n = n.wrapping_add(1).max(1);
             *n
         });
-        LISTS.with(|l| l.borrow_mut().insert(id, list.clone()));
+        LISTS.with(|l| l.borrow_mut().push((id, list.clone())));
         Ok(StatusList { id, list })
     }
 
@@ -418,7 +419,7 @@ impl StatusList {
 
 impl Drop for StatusList {
     fn drop(&mut self) {
-        let _ = LISTS.try_with(|l| l.borrow_mut().remove(&self.id));
+        let _ = LISTS.try_with(|l| l.borrow_mut().retain(|(id, _)| *id != self.id));
     }
 }
 
@@ -435,7 +436,7 @@ fn status_lists(opts: &Option<Object>) -> Result<Vec<VerifiedStatusList>, JsValu
             .as_f64()
             .ok_or_else(|| invalid("statusList must be a StatusList (StatusList.fromToken) or an array of them"))?;
         let list = LISTS
-            .with(|l| l.borrow().get(&(id as u32)).cloned())
+            .with(|l| l.borrow().iter().find(|(i, _)| f64::from(*i) == id).map(|(_, list)| list.clone()))
             .ok_or_else(|| invalid("this StatusList has been freed"))?;
         out.push((*list).clone());
     }
@@ -450,7 +451,7 @@ pub struct VoucherVerifier {
     jwks: Jwks,
     validator: VoucherValidator,
     /// Keys imported into WebCrypto by `verifyAsync`, by kid (the JWKS is fixed per verifier).
-    subtle_keys: Rc<RefCell<HashMap<String, JsValue>>>,
+    subtle_keys: Rc<RefCell<Vec<(String, JsValue)>>>,
 }
 
 #[wasm_bindgen]
@@ -513,7 +514,7 @@ impl VoucherVerifier {
         let keys = self.subtle_keys.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let kid = unchecked.key().kid().unwrap_or_default().to_owned();
-            let cached = keys.borrow().get(&kid).cloned();
+            let cached = keys.borrow().iter().find(|(k, _)| *k == kid).map(|(_, key)| key.clone());
             let key = match cached {
                 Some(k) => k,
                 None => {
@@ -522,7 +523,7 @@ impl VoucherVerifier {
                     let usages = Array::of1(&"verify".into());
                     let k =
                         subtle_call(&subtle, "importKey", &[&"jwk".into(), &jwk, &alg, &false.into(), &usages]).await?;
-                    keys.borrow_mut().insert(kid, k.clone());
+                    keys.borrow_mut().push((kid, k.clone()));
                     k
                 }
             };
