@@ -452,6 +452,8 @@ pub struct VoucherVerifier {
     validator: VoucherValidator,
     /// Keys imported into WebCrypto by `verifyAsync`, by kid (the JWKS is fixed per verifier).
     subtle_keys: Rc<RefCell<Vec<(String, JsValue)>>>,
+    /// `{name: "ECDSA", hash: "SHA-256"}`, made once.
+    subtle_alg: JsValue,
 }
 
 #[wasm_bindgen]
@@ -480,7 +482,8 @@ impl VoucherVerifier {
             let s = s.ok_or_else(|| invalid("leewaySeconds is a whole number of seconds"))?;
             validator = validator.with_leeway(s as u64).map_err(core_error)?;
         }
-        Ok(VoucherVerifier { jwks: keys, validator, subtle_keys: Rc::default() })
+        let subtle_alg = object(&[("name", "ECDSA".into()), ("hash", "SHA-256".into())])?;
+        Ok(VoucherVerifier { jwks: keys, validator, subtle_keys: Rc::default(), subtle_alg })
     }
 
     /// Verifies `token` at `opts.now` (seconds or a Date; default now) and, when
@@ -488,8 +491,8 @@ impl VoucherVerifier {
     pub fn verify(&self, token: &str, opts: Option<Object>) -> Result<JsValue, JsValue> {
         let now = opt_now(&opts)?;
         let lists = status_lists(&opts)?;
-        let claims = self.validator.validate_with_status(token, &self.jwks, now, &lists).map_err(core_error)?;
-        claims_value(&claims)
+        let verified = UncheckedJws::parse(token, &self.jwks).and_then(UncheckedJws::verify).map_err(core_error)?;
+        checked_claims(&self.validator, verified, now, &lists)
     }
 
     /// [`verify`](Self::verify) with the ES256 signature checked by WebCrypto where
@@ -512,6 +515,7 @@ impl VoucherVerifier {
         };
         let validator = self.validator.clone();
         let keys = self.subtle_keys.clone();
+        let alg = self.subtle_alg.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let kid = unchecked.key().kid().unwrap_or_default().to_owned();
             let cached = keys.borrow().iter().find(|(k, _)| *k == kid).map(|(_, key)| key.clone());
@@ -527,21 +531,27 @@ impl VoucherVerifier {
                     k
                 }
             };
-            let alg = object(&[("name", "ECDSA".into()), ("hash", "SHA-256".into())])?;
             let sig = Uint8Array::from(unchecked.signature());
             let data = Uint8Array::from(unchecked.signing_input());
             let valid = subtle_call(&subtle, "verify", &[&alg, &key, &sig, &data]).await?.as_bool() == Some(true);
             let verified = unchecked.with_signature_checked(valid).map_err(core_error)?;
-            let claims = validator.check_verified_with_status(verified, now, &lists).map_err(core_error)?;
-            claims_value(&claims)
+            checked_claims(&validator, verified, now, &lists)
         })
     }
 }
 
-/// Claims as a plain JS object.
-fn claims_value(claims: &vouchsafe_core::VoucherClaims) -> Result<JsValue, JsValue> {
-    let text = serde_json::to_string(claims).map_err(|_| error("malformed", "claims"))?;
-    parse_json(&text)
+/// Every voucher rule on a JWS whose signature was checked; the claims as a JS object, parsed
+/// from the payload itself (core has checked it is one JSON object of valid claims).
+fn checked_claims(
+    validator: &VoucherValidator,
+    verified: vouchsafe_core::jws::VerifiedJws,
+    now: i64,
+    lists: &[VerifiedStatusList],
+) -> Result<JsValue, JsValue> {
+    let payload = verified.payload.clone();
+    validator.check_verified_with_status(verified, now, lists).map_err(core_error)?;
+    let text = std::str::from_utf8(&payload).map_err(|_| error("malformed", "payload is not UTF-8"))?;
+    parse_json(text)
 }
 
 /// A client of the vouchsafe key server over the global `fetch` (pages, workers, Node ≥ 20).
