@@ -30,9 +30,24 @@ interop:
 wasm:
     scripts/build-npm
 
-# The packed npm package's tests, by its public name.
+# The packed npm package's tests, by its public name (Node and headless Chromium).
 npm-test:
     scripts/test-npm
+
+# The WebAssembly facade under wasm-bindgen-test, in Node and headless Chromium.
+wasm-test:
+    scripts/test-wasm
+
+# The web apps (portal, admin, verifier): build them, then their end-to-end tests.
+web:
+    scripts/build-web
+
+web-test:
+    scripts/test-web
+
+# Refresh docs/screenshots/ from the end-to-end tests.
+screenshots:
+    SCREENSHOTS=docs/screenshots scripts/test-web
 
 # vouchsafe-core for the browser target.
 wasm-core:

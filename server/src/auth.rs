@@ -21,6 +21,10 @@ pub enum Permission {
     VouchersRevoke,
     /// `audit:read`.
     AuditRead,
+    /// `registrations:submit` (the demo registry behind the web portal).
+    RegistrationsSubmit,
+    /// `registrations:read`.
+    RegistrationsRead,
 }
 
 /// The key part of a key permission.
@@ -61,6 +65,8 @@ impl Permission {
             ["vouchers", "redeem"] => Permission::VouchersRedeem,
             ["vouchers", "revoke"] => Permission::VouchersRevoke,
             ["audit", "read"] => Permission::AuditRead,
+            ["registrations", "submit"] => Permission::RegistrationsSubmit,
+            ["registrations", "read"] => Permission::RegistrationsRead,
             _ => return None,
         })
     }
@@ -88,6 +94,8 @@ impl Permission {
             Permission::VouchersRedeem => "vouchers:redeem".into(),
             Permission::VouchersRevoke => "vouchers:revoke".into(),
             Permission::AuditRead => "audit:read".into(),
+            Permission::RegistrationsSubmit => "registrations:submit".into(),
+            Permission::RegistrationsRead => "registrations:read".into(),
         }
     }
 }

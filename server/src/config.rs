@@ -9,10 +9,12 @@ use serde::Deserialize;
 use vouchsafe_keystore::KeystoreConfig;
 
 /// Top-level keys the environment may override (`VOUCHSAFE_LISTEN`, `VOUCHSAFE_KEYSTORE__MODULE`).
-const SECTIONS: [&str; 6] = ["listen", "database_url", "issuer", "keystore", "auth", "vouchers"];
+const SECTIONS: [&str; 7] = ["listen", "database_url", "issuer", "keystore", "auth", "vouchers", "web"];
 /// The only settings that are not strings; every other value from the environment stays a
 /// string, so a PIN of digits is a string and never appears in a type error.
 const NON_STRING_KEYS: [&str; 2] = ["max_sessions", "status_list_size"];
+/// The settings that are booleans (`true`/`false`, `1`/`0` from the environment).
+const BOOL_KEYS: [&str; 1] = ["enabled"];
 
 /// The server's configuration.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,6 +38,42 @@ pub struct Config {
     /// Voucher issuance and status lists.
     #[serde(default)]
     pub vouchers: VoucherConfig,
+    /// The web apps.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// `[web]`: the web apps at `/portal/`, `/admin/` and `/verifier/`, and the npm package's
+/// browser build they import, at `/vendor/vouchsafe/`. Paths are relative to the working
+/// directory (`scripts/serve` runs from the repository, after `scripts/build-web`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the apps (and create the portal's keys `pii` and `pii-seal` at start if missing).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The apps' directory.
+    #[serde(default = "default_web_dir")]
+    pub dir: std::path::PathBuf,
+    /// The npm package's browser build (`index.js` and `pkg/`).
+    #[serde(default = "default_package_dir")]
+    pub package_dir: std::path::PathBuf,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_web_dir() -> std::path::PathBuf {
+    "web".into()
+}
+fn default_package_dir() -> std::path::PathBuf {
+    "npm/web".into()
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { enabled: true, dir: default_web_dir(), package_dir: default_package_dir() }
+    }
 }
 
 /// `[vouchers]`. Durations are seconds or humantime strings (`"30d"`, `"5m"`).
@@ -176,6 +214,7 @@ impl Default for Config {
             keystore: KeystoreConfig::default(),
             auth: AuthConfig::default(),
             vouchers: VoucherConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -255,7 +294,13 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
             return Err(ConfigError(format!("{name}: set a key inside the section, e.g. VOUCHSAFE_{}__<KEY>", rest)));
         }
         let last = path[path.len() - 1].as_str();
-        let parsed = if NON_STRING_KEYS.contains(&last) {
+        let parsed = if BOOL_KEYS.contains(&last) {
+            match value.as_str() {
+                "true" | "1" => toml::Value::Boolean(true),
+                "false" | "0" => toml::Value::Boolean(false),
+                _ => return Err(ConfigError(format!("{name} must be true or false"))),
+            }
+        } else if NON_STRING_KEYS.contains(&last) {
             value
                 .parse::<i64>()
                 .map(toml::Value::Integer)

@@ -54,7 +54,9 @@ macro_rules! on_tx {
     };
 }
 
+mod registrations;
 mod vouchers;
+pub use registrations::RegistrationRow;
 pub use vouchers::{IndexRange, VoucherRecord, VoucherRow};
 
 /// State of a key version.

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod routes;
 pub mod vouchers;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -292,5 +293,6 @@ impl AppState {
 
 /// The whole HTTP API.
 pub fn app(state: AppState) -> Router {
-    routes::router(state)
+    let web = web::router(&state.config().web);
+    routes::router(state).merge(web)
 }

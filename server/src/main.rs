@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use vouchsafe_keystore::KeyKind;
 use vouchsafe_server::auth::{Caller, Permission, TokenTable, parse_hash, token_hash};
 use vouchsafe_server::db::{AuditEntry, ChainCheck, Db, hex};
 use vouchsafe_server::{AppState, Config, app};
@@ -198,7 +199,7 @@ async fn state(config: Config, db: Db) -> Fallible<AppState> {
 }
 
 /// The permissions of the development token printed at first start.
-const DEV_PERMISSIONS: [&str; 7] = [
+const DEV_PERMISSIONS: [&str; 9] = [
     "keys:admin",
     "keys:encrypt:*",
     "keys:decrypt:*",
@@ -206,6 +207,8 @@ const DEV_PERMISSIONS: [&str; 7] = [
     "vouchers:redeem",
     "vouchers:revoke",
     "audit:read",
+    "registrations:submit",
+    "registrations:read",
 ];
 
 async fn serve(config: Config, db: Db) -> Fallible<std::process::ExitCode> {
@@ -251,8 +254,22 @@ async fn serve(config: Config, db: Db) -> Fallible<std::process::ExitCode> {
         Ok(k) => tracing::info!(kid = %k.kid, "vouchers are signed with this key"),
         Err(e) => tracing::warn!(code = e.code, message = %e.message, "voucher key not ready"),
     }
+    if state.config().web.enabled {
+        // The portal seals with data keys of `pii` online and to `pii-seal`'s public key offline.
+        for (name, kind) in [("pii", KeyKind::Aes256Gcm), ("pii-seal", KeyKind::EcdhP256)] {
+            if let Err(e) = vouchsafe_server::routes::keys::ensure_key(&state, name, kind, "the web portal").await {
+                tracing::warn!(key = name, code = e.code, message = %e.message, "portal key not ready");
+            }
+        }
+        for m in vouchsafe_server::web::missing(&state.config().web) {
+            tracing::warn!(file = %m, "web apps incomplete: run scripts/build-web (or set [web] enabled = false)");
+        }
+    }
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    if state.config().web.enabled {
+        println!("Web apps: http://{listen}/portal/  http://{listen}/admin/  http://{listen}/verifier/");
+    }
     println!("vouchsafe listening on http://{listen}");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(std::process::ExitCode::SUCCESS)

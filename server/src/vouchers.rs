@@ -67,28 +67,8 @@ pub struct SigningKey {
 /// The configured voucher key's current version, creating the key (as `system`) the first time.
 pub async fn signing_key(state: &AppState) -> AppResult<SigningKey> {
     let name = state.config().vouchers.key.clone();
-    let rec = match state.key(&name).await {
-        Ok(r) => r,
-        Err(e) if e.code == "not_found" => {
-            let system = Caller { name: "system".into(), permissions: vec![] };
-            match crate::routes::keys::create_key(state, &system, &name, KeyKind::EcdsaP256.as_str()).await {
-                Ok(r) => r,
-                // Another instance created it at the same moment.
-                Err(e) if e.code == "conflict" => {
-                    state.invalidate_key(&name);
-                    state.key(&name).await?
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(e) => return Err(e),
-    };
-    if rec.kind != KeyKind::EcdsaP256 {
-        return Err(AppError::conflict(format!(
-            "the voucher key '{name}' is a {} key; vouchers need an ecdsa-p256 key (setting vouchers.key)",
-            rec.kind.as_str()
-        )));
-    }
+    let rec =
+        crate::routes::keys::ensure_key(state, &name, KeyKind::EcdsaP256, "vouchers (setting vouchers.key)").await?;
     let v = rec.current().ok_or_else(|| AppError::internal("voucher key has no current version"))?;
     if v.state != VersionState::Active {
         return Err(AppError::conflict("the voucher key's current version is not active"));

@@ -51,6 +51,40 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(key_view(&rec))))
 }
 
+/// Key `name`, created by `system` (audited) if it does not exist yet; an existing key of
+/// another type is a 409 naming the `setting` that chose the name.
+pub async fn ensure_key(
+    state: &AppState,
+    name: &str,
+    kind: KeyKind,
+    setting: &str,
+) -> AppResult<std::sync::Arc<crate::db::KeyRecord>> {
+    let rec = match state.key(name).await {
+        Ok(r) => r,
+        Err(e) if e.code == "not_found" => {
+            let system = Caller { name: "system".into(), permissions: vec![] };
+            match create_key(state, &system, name, kind.as_str()).await {
+                Ok(r) => r,
+                // Another instance created it at the same moment.
+                Err(e) if e.code == "conflict" => {
+                    state.invalidate_key(name);
+                    state.key(name).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    if rec.kind != kind {
+        return Err(AppError::conflict(format!(
+            "the key '{name}' is a {} key; {setting} needs an {} key",
+            rec.kind.as_str(),
+            kind.as_str()
+        )));
+    }
+    Ok(rec)
+}
+
 /// Creates key `name` of type `kind` with its first version (HTTP handler and CLI).
 pub async fn create_key(
     state: &AppState,

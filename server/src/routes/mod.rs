@@ -3,6 +3,7 @@
 mod crypto;
 pub mod keys;
 mod openapi;
+mod registrations;
 pub mod schema;
 mod system;
 mod vouchers;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crypto::router())
         .merge(system::router())
         .merge(vouchers::router())
+        .merge(registrations::router())
         .fallback(|| async { AppError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             AppError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")

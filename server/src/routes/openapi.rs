@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{crypto, keys, schema, system, vouchers};
+use super::{crypto, keys, registrations, schema, system, vouchers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use super::{crypto, keys, schema, system, vouchers};
         crypto::datakey, crypto::unwrap, crypto::decrypt, crypto::rewrap, crypto::public,
         vouchers::issue, vouchers::batch, vouchers::redeem, vouchers::revoke, vouchers::status_lists, vouchers::status_list,
         system::jwks, system::audit, system::healthz, system::readyz,
+        registrations::submit, registrations::list, registrations::show,
     ),
     components(schemas(schema::ErrorBody, schema::KeyView, schema::DataKeyResponse, schema::Plaintext)),
     modifiers(&Bearer),

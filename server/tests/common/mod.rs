@@ -34,6 +34,8 @@ pub const NOBODY: &str = "tok-nobody";
 pub const ISSUER: &str = "tok-programme";
 pub const MERCHANT: &str = "tok-merchant";
 pub const MERCHANT2: &str = "tok-merchant2";
+pub const REGISTRAR: &str = "tok-registrar";
+pub const RECORDS: &str = "tok-records";
 
 pub struct TestApp {
     pub state: AppState,
@@ -53,6 +55,8 @@ fn tokens() -> TokenTable {
     t.add("programme".into(), token_hash(ISSUER), p(&["vouchers:issue", "vouchers:revoke"]));
     t.add("merchant".into(), token_hash(MERCHANT), p(&["vouchers:redeem"]));
     t.add("merchant2".into(), token_hash(MERCHANT2), p(&["vouchers:redeem"]));
+    t.add("registrar".into(), token_hash(REGISTRAR), p(&["registrations:submit", "keys:encrypt:pii"]));
+    t.add("records".into(), token_hash(RECORDS), p(&["registrations:read"]));
     t
 }
 
