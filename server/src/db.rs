@@ -56,7 +56,7 @@ macro_rules! on_tx {
 
 mod registrations;
 mod vouchers;
-pub use registrations::RegistrationRow;
+pub use registrations::{RegistrationRow, RegistrationSummaryRow};
 pub use vouchers::{IndexRange, VoucherRecord, VoucherRow};
 
 /// State of a key version.

@@ -254,16 +254,18 @@ async fn serve(config: Config, db: Db) -> Fallible<std::process::ExitCode> {
         Ok(k) => tracing::info!(kid = %k.kid, "vouchers are signed with this key"),
         Err(e) => tracing::warn!(code = e.code, message = %e.message, "voucher key not ready"),
     }
-    if state.config().web.enabled {
-        // The portal seals with data keys of `pii` online and to `pii-seal`'s public key offline.
+    let web = &state.config().web;
+    if web.enabled && web.dir.join("portal").join("index.html").is_file() {
+        // The portal seals with data keys of `pii` online and to `pii-seal`'s public key offline;
+        // made only where the apps are actually served.
         for (name, kind) in [("pii", KeyKind::Aes256Gcm), ("pii-seal", KeyKind::EcdhP256)] {
             if let Err(e) = vouchsafe_server::routes::keys::ensure_key(&state, name, kind, "the web portal").await {
                 tracing::warn!(key = name, code = e.code, message = %e.message, "portal key not ready");
             }
         }
-        for m in vouchsafe_server::web::missing(&state.config().web) {
-            tracing::warn!(file = %m, "web apps incomplete: run scripts/build-web (or set [web] enabled = false)");
-        }
+    }
+    for m in vouchsafe_server::web::missing(&state.config().web) {
+        tracing::warn!(file = %m, "web apps incomplete: run scripts/build-web (or set [web] enabled = false)");
     }
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -78,7 +78,11 @@ async fn submit_list_show(backend: Backend) {
     assert!(actions.contains(&("registrations.submit", "hh-001")));
     assert!(actions.contains(&("registrations.read", "hh-001")));
     let submits = actions.iter().filter(|a| a.0 == "registrations.submit").count();
-    assert_eq!(submits, 3, "two stored and one conflict (the retry changes nothing): {actions:?}");
+    assert_eq!(submits, 4, "two stored, a retry and a conflict: {actions:?}");
+    assert!(actions.contains(&("registrations.list", "registrations")), "listing is audited");
+    assert!(
+        audit.iter().any(|e| e["action"] == "registrations.read" && e["target"] == "hh-404" && e["outcome"] != "ok")
+    );
 }
 
 async fn bad_records_are_refused(backend: Backend) {
@@ -111,8 +115,14 @@ async fn bad_records_are_refused(backend: Backend) {
     extra["surprise"] = json!(1);
     cases.push(("an unknown member", extra));
     let mut meta = good.clone();
-    meta["meta"] = json!({"note": "x".repeat(5000)});
-    cases.push(("meta over 4 KiB", meta));
+    meta["meta"] = json!({"note": "x".repeat(200)});
+    cases.push(("a long meta value", meta));
+    let mut svg = good.clone();
+    svg["meta"] = json!({"photo_type": "image/svg+xml"});
+    cases.push(("an SVG photo (it can carry script)", svg));
+    let mut nested = good.clone();
+    nested["meta"] = json!({"photo": {"type": "image/png"}});
+    cases.push(("a non-string meta value", nested));
     for (what, body) in cases {
         let (s, v) = app.post("/v1/registrations", REGISTRAR, body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{what}: {v}");

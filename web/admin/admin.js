@@ -1,21 +1,24 @@
 // The officer's "decrypt fields" view: lists the sealed registrations the demo registry holds
 // and opens one through the key server's batch decrypt (POST /v1/keys/{name}/decrypt), which
 // checks each field's ctx and writes the opening to the audit log. Nothing is decrypted here.
-import { $, el, notify, tokenSetting, api, joseHeader, unb64u, when } from "/shared/common.js";
+import { $, el, notify, tokenSetting, api, joseHeader, unb64u } from "/shared/common.js";
 
 const LABELS = {
   given_name: "Given name", family_name: "Family name", phone: "Phone number", national_id: "National ID",
   date_of_birth: "Date of birth", location: "Village / location", photo: "Document photo",
 };
-const token = tokenSetting($("#token-form"), "vouchsafe.admin.token");
+// Photos are shown only as these types: an SVG or HTML "photo" could carry script.
+const PHOTO_TYPES = ["image/jpeg", "image/png", "image/webp"];
+const token = tokenSetting($("#token-form"), "vouchsafe.admin.token", sessionStorage);
 const status = $("#status");
+let photoUrls = [];
 
 async function load() {
   try {
     const { items } = await api("/v1/registrations", { token: token() });
     const list = $("#records");
     list.replaceChildren(...items.map((r) => el("li", {},
-      el("strong", {}, `Registration ${r.id}`), ` — ${r.fields.length} sealed fields, ${r.mode}, received ${when(r.received_at)} `,
+      el("strong", {}, `Registration ${r.id}`), ` — ${r.fields.length} sealed fields, ${r.mode}, received ${new Date(r.received_at).toLocaleString()} `,
       el("button", { type: "button", class: "secondary", "data-id": r.id, onclick: () => open(r.id) }, `Open ${r.id}`))));
     notify(status, "", items.length ? `${items.length} registrations received.` : "No registrations yet.");
   } catch (e) {
@@ -44,6 +47,8 @@ async function open(id) {
       result.items.forEach((r, i) => { opened[items[i].field] = r; });
     }
     rows.replaceChildren();
+    for (const u of photoUrls) URL.revokeObjectURL(u);
+    photoUrls = [];
     const order = Object.keys(LABELS);
     const rank = (f) => (order.includes(f) ? order.indexOf(f) : order.length);
     for (const field of Object.keys(record.fields).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))) {
@@ -51,7 +56,9 @@ async function open(id) {
       let value;
       if (r.error) value = el("span", { class: "notice bad" }, `${r.error.code}: ${r.error.message}`);
       else if (field === "photo") {
-        const url = URL.createObjectURL(new Blob([unb64u(r.plaintext)], { type: record.meta.photo_type || "image/jpeg" }));
+        const type = PHOTO_TYPES.includes(record.meta.photo_type) ? record.meta.photo_type : "image/jpeg";
+        const url = URL.createObjectURL(new Blob([unb64u(r.plaintext)], { type }));
+        photoUrls.push(url);
         value = el("img", { class: "photo", src: url, alt: "Document photo" });
       } else value = r.text ?? `(${unb64u(r.plaintext).length} bytes)`;
       rows.append(el("tr", { "data-field": field }, el("th", { scope: "row" }, LABELS[field] || field), el("td", {}, value)));
@@ -66,16 +73,32 @@ async function open(id) {
   }
 }
 
+/** The newest audit entries (the API pages forward from `after`). */
 async function audit() {
   try {
-    const { entries } = await api("/v1/audit?limit=1000", { token: token() });
-    $("#audit").replaceChildren(...entries.slice(-8).reverse().map((a) =>
+    let entries = [];
+    let after = 0;
+    for (let page = 0; page < 100; page++) {
+      const batch = (await api(`/v1/audit?after=${after}&limit=1000`, { token: token() })).entries;
+      if (batch.length) {
+        entries = entries.concat(batch).slice(-8);
+        after = batch[batch.length - 1].seq;
+      }
+      if (batch.length < 1000) break;
+    }
+    $("#audit").replaceChildren(...entries.reverse().map((a) =>
       el("li", {}, `${a.ts} — ${a.actor} — ${a.action} ${a.target} — ${a.outcome}`)));
   } catch (e) {
     $("#audit").replaceChildren(el("li", { class: "hint" }, `Audit log not readable with this token (${e.code}).`));
   }
 }
 
-$("#load").addEventListener("click", () => void load());
-if (token()) void load();
+if (!window.isSecureContext) {
+  // Decrypted personal data and a decrypt token must not cross the network in clear text.
+  notify(status, "bad", "This page shows decrypted personal data: open it over https (or on localhost), not plain http://.");
+  $("#load").disabled = true;
+} else {
+  $("#load").addEventListener("click", () => void load());
+  if (token()) void load();
+}
 document.body.dataset.ready = "true";

@@ -10,35 +10,61 @@ const SEAL_KEY = "pii-seal"; // ecdh-p256: offline sealing to its public key
 const REGISTRY = "/v1/registrations";
 const FIELDS = ["given_name", "family_name", "phone", "national_id", "date_of_birth", "location"];
 const MAX_PHOTO = 700 * 1024;
+const USER_FIXABLE = new Set(["unauthenticated", "forbidden", "not_found", "invalid_request"]);
+
+function withTimeout(promise, ms) {
+  return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new ApiError(0, "network_error", "no answer")), ms))]);
+}
 
 const token = tokenSetting($("#token-form"), "vouchsafe.portal.token");
 const client = () => new KeyServerClient(location.origin, { token: token() });
 
 // ---- the outbox (IndexedDB) ----
+// "outbox": sealed records waiting to be sent, by creation time. "held": records the registry
+// refused for good (shown, kept, never lost), so one bad record cannot block the rest.
+let connection = null;
 function db() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open("vouchsafe-portal", 1);
-    req.onupgradeneeded = () => req.result.createObjectStore("outbox", { keyPath: "id" });
+  connection ??= new Promise((resolve, reject) => {
+    const req = indexedDB.open("vouchsafe-portal", 2);
+    req.onupgradeneeded = () => {
+      const d = req.result;
+      if (!d.objectStoreNames.contains("outbox")) d.createObjectStore("outbox", { keyPath: "id" });
+      const tx = req.transaction;
+      if (!tx.objectStore("outbox").indexNames.contains("created_at")) tx.objectStore("outbox").createIndex("created_at", "created_at");
+      if (!d.objectStoreNames.contains("held")) d.createObjectStore("held", { keyPath: "id" });
+    };
     req.onsuccess = () => resolve(req.result);
     req.onerror = () => reject(req.error);
   });
+  return connection;
 }
 
-async function outbox(mode, fn) {
+async function store(name, mode, fn) {
   const d = await db();
   return new Promise((resolve, reject) => {
-    const tx = d.transaction("outbox", mode);
-    const req = fn(tx.objectStore("outbox"));
+    // Strict durability: a record counts as kept only once it is on disk.
+    const tx = d.transaction(name, mode, { durability: "strict" });
+    const req = fn(tx.objectStore(name));
     tx.oncomplete = () => resolve(req && req.result);
     tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error || new Error("the device's storage refused the write"));
   });
 }
 
-const queued = () => outbox("readonly", (s) => s.getAll());
-const enqueue = (record) => outbox("readwrite", (s) => s.put(record));
-const dequeue = (id) => outbox("readwrite", (s) => s.delete(id));
+const queued = () => store("outbox", "readonly", (s) => s.index("created_at").getAll());
+const held = () => store("held", "readonly", (s) => s.getAll());
+const enqueue = (record) => store("outbox", "readwrite", (s) => s.put(record));
+const dequeue = (id) => store("outbox", "readwrite", (s) => s.delete(id));
+async function hold(record, reason) {
+  await store("held", "readwrite", (s) => s.put({ ...record, refused: reason }));
+  await dequeue(record.id);
+}
 
 async function showQueue() {
+  const refused = await held();
+  $("#held").hidden = refused.length === 0;
+  $("#held-list").replaceChildren(...refused.map((r) => el("li", {},
+    el("strong", {}, `Registration ${r.id}`), ` — refused by the registry: ${r.refused}. It stays on this device; ask your supervisor.`)));
   const items = await queued();
   $("#queue-count").textContent = String(items.length);
   const list = $("#queue");
@@ -97,13 +123,16 @@ async function sealRecord(form) {
   let kid;
   try {
     if (!navigator.onLine) throw new ApiError(0, "network_error", "offline");
-    const dk = await client().dataKey(DATA_KEY);
+    // On plain http:// a data key would cross the network in clear text: seal to the public key.
+    if (!window.isSecureContext) throw new ApiError(0, "insecure_origin", "not a secure context");
+    const dk = await withTimeout(client().dataKey(DATA_KEY), 10_000);
     mode = "online";
     kid = dk.kid;
     seal = { fn: (v, c) => dk.seal(v, { ctx: c }), done: () => dk.dispose() };
   } catch (e) {
-    const offline = e.code === "network_error" || (e instanceof ApiError && e.status === 0);
-    if (!offline) throw e; // a refused token is the user's to fix, not a reason to go offline
+    // A refused token is the user's to fix; anything else (no network, a slow or failing
+    // server, a captive portal's page) is a reason to seal offline instead.
+    if (USER_FIXABLE.has(e.code)) throw e;
     const jwks = await keySet();
     if (!jwks) throw new Error("No network and no saved public key yet: open this page online once first.");
     mode = "offline";
@@ -128,6 +157,9 @@ async function send(record) {
 }
 
 let draining = false;
+/** A refusal that retrying cannot fix (a timeout, throttling or a server error can be retried). */
+const permanent = (e) => e instanceof ApiError && e.status >= 400 && e.status < 500 && ![401, 408, 429].includes(e.status);
+
 async function drain() {
   if (draining) return;
   draining = true;
@@ -137,10 +169,11 @@ async function drain() {
         await send(record);
         await dequeue(record.id);
       } catch (e) {
-        if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 408 && e.status !== 429) {
-          notify($("#result"), "bad", `Registration ${record.id} was refused (${e.code}): ${e.message}`);
+        if (permanent(e)) {
+          await hold(record, `${e.code}: ${e.message}`);
+          continue;
         }
-        break; // keep the order; try again later
+        break; // no network or a passing failure: keep the order, try again later
       }
     }
   } finally {
@@ -174,8 +207,11 @@ $("#registration").addEventListener("submit", async (e) => {
       await dequeue(record.id);
       notify(result, "ok", `Registration ${record.id} sealed (${record.mode}) and sent.`);
     } catch (err) {
-      if (err instanceof ApiError && err.status >= 400 && err.status < 500) {
+      if (permanent(err)) {
+        await hold(record, `${err.code}: ${err.message}`);
         notify(result, "bad", `Registration ${record.id} is sealed and kept here, but the registry refused it (${err.code}): ${err.message}`);
+      } else if (err instanceof ApiError && err.status === 401) {
+        notify(result, "bad", `Registration ${record.id} is sealed and kept here; the registry did not accept the API token (Settings). It will be sent once the token is fixed.`);
       } else {
         notify(result, "warn", `Registration ${record.id} is sealed and kept here; it will be sent when the network returns.`);
       }
@@ -196,6 +232,11 @@ window.addEventListener("offline", showNetwork);
 await init();
 showNetwork();
 await offlineSupport($("#offline-support"), "/portal/sw.js", "/portal/");
+// Ask the browser not to evict the queue under storage pressure (granted to installed or
+// much-used sites; where it is not, the page says so).
+if (navigator.storage && navigator.storage.persist && !(await navigator.storage.persist().catch(() => false))) {
+  $("#storage").hidden = false;
+}
 await keySet();
 await showQueue();
 void drain();

@@ -26,35 +26,54 @@ export function notify(target, kind, text) {
   target.hidden = false;
 }
 
-/** The API token this browser keeps for the app (localStorage), and a form to change it. */
-export function tokenSetting(form, key) {
+/**
+ * The API token this browser keeps for the app, and a form to change it (and, with a
+ * `button.forget`, to drop it). `storage`: localStorage (stays on the device) or sessionStorage
+ * (gone when the tab closes: the admin's decrypt token).
+ */
+export function tokenSetting(form, key, storage = localStorage) {
   const input = form.querySelector("input");
-  input.value = localStorage.getItem(key) || "";
+  input.value = storage.getItem(key) || "";
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    localStorage.setItem(key, input.value.trim());
+    storage.setItem(key, input.value.trim());
     form.querySelector("output").textContent = "Saved.";
   });
-  return () => localStorage.getItem(key) || "";
+  const forget = form.querySelector("button.forget");
+  if (forget) {
+    forget.addEventListener("click", () => {
+      storage.removeItem(key);
+      input.value = "";
+      form.querySelector("output").textContent = "Forgotten.";
+    });
+  }
+  return () => storage.getItem(key) || "";
 }
 
 /** An error from the server (its JSON error body) or from the network. */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, detail = {}) {
     super(message);
     this.status = status;
     this.code = code;
+    /** The whole error object the server sent (e.g. `redeemed_at` with `already_redeemed`). */
+    this.detail = detail;
   }
 }
 
-/** JSON request to the key server on this origin; throws ApiError (status 0: no network). */
-export async function api(path, { method = "GET", token, body, cache = "no-cache" } = {}) {
-  const headers = {};
+/**
+ * JSON request to the key server on this origin; throws ApiError (status 0: no network or no
+ * answer within `timeoutMs`, as on a weak connection).
+ */
+export async function api(path, { method = "GET", token, body, cache = "no-cache", headers: extra = {}, timeoutMs = 15_000 } = {}) {
+  const headers = { ...extra };
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers["content-type"] = "application/json";
   let r;
   try {
-    r = await fetch(path, { method, headers, cache, body: body === undefined ? undefined : JSON.stringify(body) });
+    r = await fetch(path, {
+      method, headers, cache, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs),
+    });
   } catch (e) {
     throw new ApiError(0, "network_error", `no network: ${e.message}`);
   }
@@ -67,7 +86,7 @@ export async function api(path, { method = "GET", token, body, cache = "no-cache
   }
   if (!r.ok) {
     const err = json && json.error;
-    throw new ApiError(r.status, err ? err.code : "http_error", err ? err.message : `HTTP ${r.status}`);
+    throw new ApiError(r.status, err ? err.code : "http_error", err ? err.message : `HTTP ${r.status}`, err || {});
   }
   return json;
 }
@@ -96,8 +115,9 @@ export function joseHeader(compact) {
 export async function offlineSupport(notice, swUrl, scope) {
   if (!window.isSecureContext || !("serviceWorker" in navigator)) {
     notify(notice, "warn",
-      "This page is on a non-secure address (plain http://). Sealing and verifying work here, " +
-      "but the app cannot install itself for offline start-up: use https or localhost for that.");
+      "This page is on a non-secure address (plain http://): anyone on the network can read and change " +
+      "what it sends and receives. Sealing and verifying still work on this device, but the app cannot " +
+      "install itself for offline start-up. Use https (or localhost) for real work.");
     return false;
   }
   try {

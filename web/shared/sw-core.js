@@ -1,7 +1,8 @@
 // Service-worker logic shared by the apps (each app's sw.js imports it with its own file list).
-// App files: served from the cache at once and refreshed from the network behind (stale while
-// revalidate), so the app starts with no network. Key sets and status lists: network first,
-// the cached copy when offline. Other API calls (tokens, POSTs) are never cached.
+// Everything cached is public: the app's files (cached whole at install) and the key set and
+// status lists. All are fetched network first and answered from the cache only when the
+// network fails, so the app starts with no network. Other API calls (tokens, POSTs,
+// registrations, decrypt answers) are never cached.
 /* eslint-env serviceworker */
 
 function vouchsafeServiceWorker(app, shell) {
@@ -40,18 +41,19 @@ function vouchsafeServiceWorker(app, shell) {
       return;
     }
     if (url.pathname.startsWith("/v1/")) return;
+    // App files: network first while online, so a deploy (and any fix in it) is used at once
+    // and files never mix versions; the cache when offline.
     event.respondWith((async () => {
       const cache = await caches.open(cacheName);
-      const cached = await cache.match(event.request, { ignoreSearch: true });
-      const refresh = fetch(event.request).then(async (fresh) => {
+      try {
+        const fresh = await fetch(event.request);
         if (fresh.ok) await cache.put(event.request, fresh.clone());
         return fresh;
-      });
-      if (cached) {
-        event.waitUntil(refresh.catch(() => undefined));
-        return cached;
+      } catch (e) {
+        const cached = await cache.match(event.request, { ignoreSearch: true });
+        if (cached) return cached;
+        throw e;
       }
-      return refresh;
     })());
   });
 }

@@ -194,6 +194,34 @@ test("portal: register online, then offline; the queue drains when the network r
   await context.close();
 });
 
+test("portal: a record the registry refuses is held on the device and does not block the queue", async () => {
+  const context = await newContext();
+  const page = await phone(context);
+  await ready(page, `${base}/portal/`);
+  await setToken(page, TOKENS.clerk);
+  // A record the registry will refuse (a plain value instead of a JWE), queued first.
+  await page.evaluate(() => new Promise((resolve, reject) => {
+    const req = indexedDB.open("vouchsafe-portal", 2);
+    req.onsuccess = () => {
+      const tx = req.result.transaction("outbox", "readwrite");
+      tx.objectStore("outbox").put({ id: "bad0000000000001", created_at: "2000-01-01T00:00:00.000Z", mode: "offline", kid: null, fields: { given_name: "not sealed" }, meta: {} });
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    };
+  }));
+  await context.setOffline(true);
+  await fillHousehold(page, { ...households[0], given: "Esther" });
+  await page.click("#submit");
+  await page.waitForSelector("#result.warn");
+  assert.equal(await page.textContent("#queue-count"), "2");
+  await context.setOffline(false);
+  await page.waitForFunction(() => document.querySelector("#queue-count").textContent === "0", null, { timeout: 20_000 });
+  assert.equal(await page.isVisible("#held"), true);
+  assert.match(await page.textContent("#held-list"), /bad0000000000001.*invalid_request/);
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
 test("portal: keyboard only", async () => {
   const context = await newContext();
   const page = await phone(context);
@@ -347,6 +375,81 @@ test("verifier: a QR photo verifies; revoked after a sync; one changed character
   await context.close();
 });
 
+test("verifier and admin: keyboard only", async () => {
+  const v = await issue({ sub: "household-0070" });
+  const context = await newContext();
+  const page = await phone(context);
+  await ready(page, `${base}/verifier/`);
+  const tabTo = async (id) => {
+    for (let i = 0; i < 25 && (await page.evaluate(() => document.activeElement.id)) !== id; i++) await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.id), id, `#${id} is reachable by Tab`);
+  };
+  await tabTo("token-text");
+  await page.keyboard.insertText(v.token); // as a paste would
+  await page.keyboard.press("Tab");
+  const result = await checked(page, () => page.keyboard.press("Enter"));
+  assert.equal(result.word, "VALID");
+  assert.equal(await page.getAttribute("#verdict", "role"), "alert", "screen readers hear the verdict");
+
+  await ready(page, `${base}/admin/`);
+  await tabTo("token");
+  await page.keyboard.type(TOKENS.officer);
+  await page.keyboard.press("Enter"); // saves the token
+  await tabTo("load");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector("#records li button");
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter"); // opens the newest record
+  await page.waitForSelector("#record:not([hidden])");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "record-title", "focus moves to the opened record");
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
+/** A one-frame Y4M video of `text` as a QR code, for Chromium's fake camera. */
+function qrVideo(text, file) {
+  const qr = QRCode.create(text, { errorCorrectionLevel: "L" });
+  const n = qr.modules.size;
+  const [w, h] = [640, 480];
+  const scale = Math.floor((h - 40) / (n + 8));
+  const x0 = Math.floor((w - n * scale) / 2);
+  const y0 = Math.floor((h - n * scale) / 2);
+  const y = Buffer.alloc(w * h, 255);
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < n; c++) {
+      if (!qr.modules.get(r, c)) continue;
+      for (let dy = 0; dy < scale; dy++) y.fill(0, (y0 + r * scale + dy) * w + x0 + c * scale, (y0 + r * scale + dy) * w + x0 + (c + 1) * scale);
+    }
+  }
+  const chroma = Buffer.alloc((w / 2) * (h / 2) * 2, 128);
+  writeFileSync(file, Buffer.concat([Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\nFRAME\n`), y, chroma]));
+}
+
+test("verifier: scanning with the camera (Chromium's fake camera showing the voucher's QR code)", async () => {
+  const v = await issue({ sub: "household-0060", amount: "250.00" });
+  const video = path.join(work, "voucher.y4m");
+  qrVideo(v.token, video);
+  const camBrowser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-video-capture=${video}`],
+  });
+  try {
+    const context = await camBrowser.newContext({ viewport: { width: 360, height: 780 }, permissions: ["camera"] });
+    const page = await phone(context);
+    await ready(page, `${base}/verifier/`);
+    const result = await checked(page, () => page.click("#camera"));
+    assert.equal(result.word, "VALID");
+    assert.equal((await page.textContent("#verdict-amount")).trim(), "250.00 KES");
+    assert.equal(await page.isHidden("#video"), true, "the camera stops after a read");
+    assert.deepEqual(page.problems, []);
+  } finally {
+    await camBrowser.close();
+  }
+});
+
 test("verifier and portal on a non-secure http:// LAN origin: they work and say what they cannot do", async () => {
   const v = await issue({ sub: "household-0050" });
   const context = await newContext();
@@ -362,6 +465,13 @@ test("verifier and portal on a non-secure http:// LAN origin: they work and say 
   await fillHousehold(page, { ...households[0], given: "Dalia" });
   await page.click("#submit");
   await page.waitForSelector("#result.ok");
+  // No data key over plain http: the record is sealed to the public key.
+  assert.match(await page.textContent("#result"), /sealed \(offline\) and sent/);
+
+  // The admin view refuses to show decrypted data over plain http.
+  await ready(page, `http://portal.test:${port}/admin/`);
+  assert.match(await page.textContent("#status"), /https/);
+  assert.equal(await page.isDisabled("#load"), true);
   assert.deepEqual(page.problems, []);
   await context.close();
 });

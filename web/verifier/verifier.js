@@ -2,7 +2,7 @@
 // `vouchsafe`, against the key set and revocation lists it keeps from its last sync, so it
 // works for days without network. Redeeming needs the network.
 import { init, VoucherVerifier, StatusList, VouchsafeError } from "vouchsafe";
-import { $, notify, tokenSetting, api, ApiError, offlineSupport, when } from "/shared/common.js";
+import { $, notify, tokenSetting, api, ApiError, offlineSupport, when, newId } from "/shared/common.js";
 
 const CACHE_KEY = "vouchsafe.verifier.cache";
 const LEEWAY = 60;
@@ -15,12 +15,20 @@ const VERDICTS = {
   not_yet_valid: ["NOT VALID YET", "This voucher cannot be used before its start date."],
   unknown_kid: ["UNKNOWN ISSUER KEY", "This voucher was not signed by a key this device knows. Update keys when online; if it still fails, do not accept it."],
   forged: ["FORGED", "The voucher's signature does not match its contents: it was altered or made up. Do not accept it."],
-  wrong_audience: ["WRONG PROGRAMME", "This voucher belongs to another programme."],
-  wrong_issuer: ["UNKNOWN ISSUER", "This voucher was not issued by this programme's key server."],
+  not_a_voucher: ["NOT A VOUCHER", "This is not a voucher of this programme. Check that you scanned the right code."],
+  claims: ["NOT VALID", "The voucher is signed but its contents break the programme's rules. Do not accept it."],
 };
-const FORGED = new Set(["bad_signature", "malformed", "unsupported_alg", "unsupported_header", "bad_type", "missing_claim", "invalid_claim", "too_large"]);
+/** Core error codes (crates/core/src/error.rs) → verdict. */
+const CODES = {
+  expired: "expired", revoked: "revoked", not_yet_valid: "not_yet_valid", unknown_kid: "unknown_kid",
+  bad_signature: "forged", unsupported_alg: "forged", unsupported_header: "forged",
+  malformed: "not_a_voucher", bad_type: "not_a_voucher", too_large: "not_a_voucher",
+  missing_claim: "claims", invalid_claim: "claims", wrong_audience: "claims", wrong_issuer: "claims",
+};
 
 let cache = JSON.parse(localStorage.getItem(CACHE_KEY) || "null"); // { jwks, lists: [{uri, token}], synced_at }
+const deviceId = localStorage.getItem("vouchsafe.verifier.device") || newId();
+localStorage.setItem("vouchsafe.verifier.device", deviceId);
 let verifier = null;
 let lists = [];
 let lastToken = null;
@@ -48,8 +56,13 @@ function showSync(note) {
     notify(el, "bad", note || "No keys yet: connect to the network once so this device can download them.");
     return;
   }
-  const age = `Keys and ${lists.length} revocation list(s) from ${when(cache.synced_at)}.`;
-  notify(el, navigator.onLine ? "ok" : "warn", navigator.onLine ? age : `Offline — checking with the ${age.toLowerCase()}`);
+  // Freshness is what the lists themselves say (their signed iat), not when this device last
+  // asked: offline, a "sync" can only return the copies it already had.
+  const issued = lists.length ? Math.min(...lists.map((l) => l.iat)) : null;
+  const age = issued
+    ? `Revocation lists issued ${when(issued)} (${lists.length}); keys checked ${when(cache.synced_at)}.`
+    : `Keys from ${when(cache.synced_at)}; no current revocation list: revocation cannot be checked.`;
+  notify(el, navigator.onLine && issued ? "ok" : "warn", navigator.onLine ? age : `Offline — ${age}`);
   if (note) el.textContent += ` ${note}`;
 }
 
@@ -59,9 +72,12 @@ async function sync() {
     const index = await api("/v1/status");
     const fetched = [];
     for (const l of index.lists) {
-      // "Update now" means now: past the HTTP cache (the lists carry a max-age).
-      const r = await fetch(new URL(l.uri).pathname, { cache: "no-cache" });
-      if (r.ok) fetched.push({ uri: l.uri, token: await r.text() });
+      // "Update now" means now: past the HTTP cache (the lists carry a max-age). A list that
+      // cannot be fetched keeps its last good copy.
+      const r = await fetch(new URL(l.uri).pathname, { cache: "no-cache" }).catch(() => null);
+      const previous = cache && cache.lists.find((p) => p.uri === l.uri);
+      if (r && r.ok) fetched.push({ uri: l.uri, token: await r.text() });
+      else if (previous) fetched.push(previous);
     }
     cache = { jwks, lists: fetched, synced_at: Math.floor(Date.now() / 1000) };
     localStorage.setItem(CACHE_KEY, JSON.stringify(cache));
@@ -74,7 +90,7 @@ async function sync() {
   }
 }
 
-function show(kind, word, why, claims) {
+function show(kind, word, why, claims, note = "") {
   $("#verdict").className = `verdict ${kind}`;
   $("#verdict-word").textContent = word;
   $("#verdict-why").textContent = why;
@@ -87,10 +103,10 @@ function show(kind, word, why, claims) {
     $("#d-aud").textContent = claims.aud;
     $("#d-exp").textContent = when(claims.exp);
     $("#d-jti").textContent = claims.jti;
-    const listed = claims.status && lists.some((l) => l.uri === claims.status.status_list.uri);
-    $("#d-status").textContent = !claims.status ? "none" : listed ? "checked: not revoked" : "not checked: list not downloaded yet";
+    $("#d-status").textContent = note;
   }
-  $("#redeem").hidden = kind !== "ok";
+  $("#redeem").hidden = kind === "bad";
+  $("#redeem").disabled = false;
   $("#redeem-result").hidden = true;
   $("#verdict").scrollIntoView({ block: "nearest" });
 }
@@ -102,16 +118,28 @@ function check(text) {
     show("bad", "CANNOT CHECK", "This device has no keys yet: connect once and press Update now.");
     return;
   }
+  // Lists past their own expiry are dropped before every check, not only at sync.
+  const now = Date.now() / 1000;
+  if (lists.some((l) => l.exp !== undefined && l.exp <= now)) prepare();
+  let claims;
   try {
-    const claims = verifier.verify(t, { statusList: lists });
-    show("ok", "VALID", "Signed by the programme, within its dates, not revoked.", claims);
+    claims = verifier.verify(t, { statusList: lists });
   } catch (e) {
-    if (!(e instanceof VouchsafeError)) throw e;
-    const [word, why] = VERDICTS[e.code] || (FORGED.has(e.code) ? VERDICTS.forged : ["NOT VALID", e.message]);
+    const code = e instanceof VouchsafeError ? e.code : "malformed";
+    const [word, why] = VERDICTS[CODES[code]] || ["NOT VALID", e.message];
     show("bad", word, why, null);
-    $("#verdict").dataset.code = e.code;
+    $("#verdict").dataset.code = code;
     return;
   }
+  const listed = claims.status && lists.some((l) => l.uri === claims.status.status_list.uri);
+  if (claims.status && !listed) {
+    show("warn", "VALID — REVOCATION NOT CHECKED",
+      "Signed by the programme and within its dates, but this device has no current revocation list for it. Update when online before accepting large amounts.",
+      claims, "not checked: no current list on this device");
+    $("#verdict").dataset.code = "valid_unchecked";
+    return;
+  }
+  show("ok", "VALID", "Signed by the programme, within its dates, not revoked.", claims, claims.status ? "checked: not revoked" : "none");
   $("#verdict").dataset.code = "valid";
 }
 
@@ -140,14 +168,24 @@ $("#paste-form").addEventListener("submit", (e) => {
   check($("#token-text").value);
 });
 
+let scanning = null;
 $("#camera").addEventListener("click", async () => {
   const video = $("#video");
+  if (scanning) { // a second press stops the camera
+    for (const t of scanning.getTracks()) t.stop();
+    scanning = null;
+    video.hidden = true;
+    $("#camera").textContent = "Scan with camera";
+    return;
+  }
   if (!navigator.mediaDevices || !window.isSecureContext) {
     show("bad", "NO CAMERA HERE", "The browser allows the camera only on https or localhost pages. Upload a photo instead.", null);
     return;
   }
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" } });
+    scanning = stream;
+    $("#camera").textContent = "Stop camera";
     video.srcObject = stream;
     video.hidden = false;
     await video.play();
@@ -161,12 +199,14 @@ $("#camera").addEventListener("click", async () => {
         const code = globalThis.jsQR(ctx.getImageData(0, 0, canvas.width, canvas.height).data, canvas.width, canvas.height);
         if (code) {
           for (const t of stream.getTracks()) t.stop();
+          scanning = null;
+          $("#camera").textContent = "Scan with camera";
           video.hidden = true;
           check(code.data);
           return;
         }
       }
-      requestAnimationFrame(scan);
+      if (scanning === stream) setTimeout(scan, 150); // a few reads a second are enough
     };
     scan();
   } catch (e) {
@@ -176,15 +216,24 @@ $("#camera").addEventListener("click", async () => {
 
 $("#redeem").addEventListener("click", async () => {
   const out = $("#redeem-result");
+  const button = $("#redeem");
+  button.disabled = true; // one request at a time: a double tap must not read as "already redeemed"
+  const jti = $("#d-jti").textContent;
   try {
-    const r = await api("/v1/vouchers/redeem", { method: "POST", token: token(), body: { token: lastToken } });
+    // The same key for every retry of this voucher from this device: a retry after a lost answer
+    // gets the first answer back instead of "already redeemed".
+    const r = await api("/v1/vouchers/redeem", {
+      method: "POST", token: token(), body: { token: lastToken }, headers: { "idempotency-key": `${deviceId}-${jti}` },
+    });
     notify(out, "ok", `Redeemed at ${new Date(r.redeemed_at).toLocaleString()}. Hand over the goods.`);
-    $("#redeem").hidden = true;
+    button.hidden = true;
   } catch (e) {
-    const text = e.code === "already_redeemed" ? `Already redeemed: ${e.message}. Do not accept it again.`
-      : e.status === 0 ? "No network: redeeming needs the network. The voucher itself checked out."
+    const first = e.detail && e.detail.redeemed_at ? ` on ${new Date(e.detail.redeemed_at).toLocaleString()}` : "";
+    const text = e.code === "already_redeemed" ? `Already redeemed${first}. Do not accept it again.`
+      : e.status === 0 ? "No network: redeeming needs the network. Do not hand over goods until it is redeemed."
         : `Not redeemed (${e.code}): ${e.message}`;
     notify(out, "bad", text);
+    button.disabled = false;
   }
 });
 
@@ -197,4 +246,6 @@ prepare();
 showSync();
 await offlineSupport($("#offline-support"), "/verifier/sw.js", "/verifier/");
 if (navigator.onLine) await sync();
+// Lists carry a ttl (5 minutes by default): an open verifier keeps itself current.
+setInterval(() => { if (navigator.onLine) void sync(); }, 5 * 60_000);
 document.body.dataset.ready = "true";

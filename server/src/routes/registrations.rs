@@ -20,7 +20,7 @@ use vouchsafe_core::Jwe;
 use super::schema::ErrorBody;
 use super::{audit_failure, authorize, ok_entry};
 use crate::auth::Permission;
-use crate::db::{RegistrationRow, now_ms};
+use crate::db::{RegistrationRow, RegistrationSummaryRow, now_ms};
 use crate::error::{AppError, AppResult};
 use crate::vouchers::rfc3339_ms;
 use crate::{ApiJson, ApiPath, AppState, Authenticated};
@@ -54,11 +54,15 @@ pub struct Registration {
     pub kid: Option<String>,
     /// Field name → compact JWE with `ctx` `registration/<id>/<field>`.
     pub fields: BTreeMap<String, String>,
-    /// Plain metadata (e.g. the photo's media type); at most 4 KiB, never personal data.
+    /// Plain metadata, never personal data: names of 1–32 of `a-z _`, string values of at most
+    /// 128 characters. `photo_type` is `image/jpeg`, `image/png` or `image/webp`.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub meta: Map<String, Value>,
 }
+
+/// The photo types the admin view may display (never SVG or HTML: they can carry script).
+pub const PHOTO_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -85,8 +89,22 @@ impl Registration {
         if self.fields.is_empty() || self.fields.len() > MAX_FIELDS {
             return Err(AppError::invalid(format!("fields has 1 to {MAX_FIELDS} entries")));
         }
-        if serde_json::to_vec(&self.meta).map_or(true, |m| m.len() > 4096) {
-            return Err(AppError::invalid("meta is at most 4 KiB of JSON"));
+        if self.meta.len() > 16 {
+            return Err(AppError::invalid("meta has at most 16 entries"));
+        }
+        for (k, v) in &self.meta {
+            let name_ok = !k.is_empty() && k.len() <= 32 && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            let value_ok = v.as_str().is_some_and(|v| v.len() <= 128);
+            if !name_ok || !value_ok {
+                return Err(AppError::invalid(
+                    "meta names are 1–32 of a-z, '_'; values are strings of at most 128 bytes",
+                ));
+            }
+        }
+        if let Some(t) = self.meta.get("photo_type")
+            && !t.as_str().is_some_and(|t| PHOTO_TYPES.contains(&t))
+        {
+            return Err(AppError::invalid(format!("photo_type is one of {}", PHOTO_TYPES.join(", "))));
         }
         for (name, jwe) in &self.fields {
             if !valid_field(name) {
@@ -129,23 +147,30 @@ pub async fn submit(
         record.check()?;
         let text = serde_json::to_string(&record).map_err(|_| AppError::internal("cannot store the record"))?;
         let row = RegistrationRow {
-            id: record.id.clone(),
-            received_at: now_ms(),
-            submitted_by: caller.name.clone(),
+            summary: RegistrationSummaryRow {
+                id: record.id.clone(),
+                received_at: now_ms(),
+                submitted_by: caller.name.clone(),
+                created_at: record.created_at.clone(),
+                mode: record.mode.clone(),
+                field_names: record.fields.keys().cloned().collect::<Vec<_>>().join(","),
+            },
             record: text.clone(),
         };
+        let id = &row.summary.id;
         let mut tx = state.db().begin().await?;
         if tx.insert_registration(&row).await? {
             let detail = json!({ "fields": record.fields.len(), "mode": record.mode });
-            tx.append_audit(&[ok_entry(&caller, "registrations.submit", &row.id, Some(detail))]).await?;
+            tx.append_audit(&[ok_entry(&caller, "registrations.submit", id, Some(detail))]).await?;
             tx.commit().await?;
-            return Ok((StatusCode::CREATED, row.received_at));
+            return Ok((StatusCode::CREATED, row.summary.received_at));
         }
         drop(tx);
-        let stored =
-            state.db().registration(&row.id).await?.ok_or_else(|| AppError::internal("registration vanished"))?;
+        let stored = state.db().registration(id).await?.ok_or_else(|| AppError::internal("registration vanished"))?;
         if stored.record == text {
-            Ok((StatusCode::OK, stored.received_at))
+            // A retry whose first answer was lost: acknowledged again, and on record.
+            state.audit(ok_entry(&caller, "registrations.submit", id, Some(json!({ "retry": true })))).await?;
+            Ok((StatusCode::OK, stored.summary.received_at))
         } else {
             Err(AppError::new(StatusCode::CONFLICT, "conflict", "another record with this id is stored"))
         }
@@ -165,8 +190,8 @@ pub async fn submit(
 pub struct RegistrationSummary {
     /// Record id.
     pub id: String,
-    /// When it was stored, Unix seconds.
-    pub received_at: i64,
+    /// When it was stored (RFC 3339).
+    pub received_at: String,
     /// Who submitted it.
     pub submitted_by: String,
     /// When the device made it.
@@ -191,6 +216,17 @@ pub struct ListQuery {
     pub limit: Option<i64>,
 }
 
+fn summary(row: RegistrationSummaryRow) -> RegistrationSummary {
+    RegistrationSummary {
+        id: row.id,
+        received_at: rfc3339_ms(row.received_at),
+        submitted_by: row.submitted_by,
+        created_at: row.created_at,
+        mode: row.mode,
+        fields: row.field_names.split(',').filter(|f| !f.is_empty()).map(String::from).collect(),
+    }
+}
+
 fn stored(row: &RegistrationRow) -> AppResult<Registration> {
     serde_json::from_str(&row.record).map_err(|_| AppError::internal("a stored registration is unreadable"))
 }
@@ -208,26 +244,18 @@ pub async fn list(
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(AppError::invalid(format!("limit is 1 to {MAX_LIST}")));
     }
-    let mut items = Vec::new();
-    for row in state.db().registrations(limit).await? {
-        let r = stored(&row)?;
-        items.push(RegistrationSummary {
-            id: row.id,
-            received_at: row.received_at / 1000,
-            submitted_by: row.submitted_by,
-            created_at: r.created_at,
-            mode: r.mode,
-            fields: r.fields.into_keys().collect(),
-        });
-    }
+    let items: Vec<RegistrationSummary> = state.db().registrations(limit).await?.into_iter().map(summary).collect();
+    state
+        .audit(ok_entry(&caller, "registrations.list", "registrations", Some(json!({ "count": items.len() }))))
+        .await?;
     Ok(Json(RegistrationList { items }))
 }
 
 /// A stored registration with its sealed fields (open them with `POST /v1/keys/{name}/decrypt`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StoredRegistration {
-    /// When it was stored, Unix seconds.
-    pub received_at: i64,
+    /// When it was stored (RFC 3339).
+    pub received_at: String,
     /// Who submitted it.
     pub submitted_by: String,
     /// The record as submitted.
@@ -249,11 +277,19 @@ pub async fn show(
     if !valid_id(&id) {
         return Err(AppError::not_found("no such registration"));
     }
-    let row = state.db().registration(&id).await?.ok_or_else(|| AppError::not_found("no such registration"))?;
+    let row = match state.db().registration(&id).await? {
+        Some(r) => r,
+        None => {
+            let e = AppError::not_found("no such registration");
+            audit_failure(&state, &caller, "registrations.read", &id, &e).await;
+            return Err(e);
+        }
+    };
     state.audit(ok_entry(&caller, "registrations.read", &id, None)).await?;
+    let record = stored(&row)?;
     Ok(Json(StoredRegistration {
-        received_at: row.received_at / 1000,
-        submitted_by: row.submitted_by.clone(),
-        record: stored(&row)?,
+        received_at: rfc3339_ms(row.summary.received_at),
+        submitted_by: row.summary.submitted_by,
+        record,
     }))
 }
