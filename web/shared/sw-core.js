@@ -22,38 +22,30 @@ function vouchsafeServiceWorker(app, shell) {
     })());
   });
 
+  /** The network's answer (kept in the cache), or the cached copy when the network fails. */
+  async function networkFirst(request, matchOptions) {
+    const cache = await caches.open(cacheName);
+    try {
+      const fresh = await fetch(request);
+      if (fresh.ok) await cache.put(request, fresh.clone());
+      return fresh;
+    } catch (e) {
+      const cached = await cache.match(request, matchOptions);
+      if (cached) return cached;
+      throw e;
+    }
+  }
+
   self.addEventListener("fetch", (event) => {
     const url = new URL(event.request.url);
     if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
     if (isData(url)) {
-      event.respondWith((async () => {
-        const cache = await caches.open(cacheName);
-        try {
-          const fresh = await fetch(event.request);
-          if (fresh.ok) await cache.put(event.request, fresh.clone());
-          return fresh;
-        } catch (e) {
-          const cached = await cache.match(event.request);
-          if (cached) return cached;
-          throw e;
-        }
-      })());
+      event.respondWith(networkFirst(event.request, {}));
       return;
     }
     if (url.pathname.startsWith("/v1/")) return;
     // App files: network first while online, so a deploy (and any fix in it) is used at once
     // and files never mix versions; the cache when offline.
-    event.respondWith((async () => {
-      const cache = await caches.open(cacheName);
-      try {
-        const fresh = await fetch(event.request);
-        if (fresh.ok) await cache.put(event.request, fresh.clone());
-        return fresh;
-      } catch (e) {
-        const cached = await cache.match(event.request, { ignoreSearch: true });
-        if (cached) return cached;
-        throw e;
-      }
-    })());
+    event.respondWith(networkFirst(event.request, { ignoreSearch: true }));
   });
 }
