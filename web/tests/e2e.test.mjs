@@ -375,6 +375,23 @@ test("verifier: a QR photo verifies; revoked after a sync; one changed character
   await context.close();
 });
 
+test("verifier: a shop that accepts one programme refuses another programme's voucher", async () => {
+  const v = await issue({ sub: "household-0080" });
+  const context = await newContext();
+  const page = await phone(context);
+  await ready(page, `${base}/verifier/`);
+  await page.click("details summary");
+  await page.fill("#programme", "school-meals-2026");
+  await page.click("#programme-form button");
+  await page.fill("#token-text", v.token);
+  assert.deepEqual(await checked(page, () => page.click("#paste-form button")), { word: "WRONG PROGRAMME", code: "wrong_audience" });
+  await page.fill("#programme", "cash-2026");
+  const again = await checked(page, () => page.click("#programme-form button")); // re-checks the voucher on screen
+  assert.equal(again.word, "VALID");
+  assert.deepEqual(page.problems, []);
+  await context.close();
+});
+
 test("verifier and admin: keyboard only", async () => {
   const v = await issue({ sub: "household-0070" });
   const context = await newContext();

@@ -7,6 +7,12 @@ import { $, notify, tokenSetting, api, ApiError, offlineSupport, when, newId } f
 const CACHE_KEY = "vouchsafe.verifier.cache";
 const LEEWAY = 60;
 const token = tokenSetting($("#token-form"), "vouchsafe.verifier.token");
+// The programme (audience) is a setting like a token: same form, same storage.
+const programme = tokenSetting($("#programme-form"), "vouchsafe.verifier.programme");
+$("#programme-form").addEventListener("submit", () => {
+  prepare();
+  if (lastToken) check(lastToken);
+});
 
 /** What a merchant should read for each outcome: [headline, explanation]. */
 const VERDICTS = {
@@ -17,13 +23,14 @@ const VERDICTS = {
   forged: ["FORGED", "The voucher's signature does not match its contents: it was altered or made up. Do not accept it."],
   not_a_voucher: ["NOT A VOUCHER", "This is not a voucher of this programme. Check that you scanned the right code."],
   claims: ["NOT VALID", "The voucher is signed but its contents break the programme's rules. Do not accept it."],
+  wrong_programme: ["WRONG PROGRAMME", "This voucher belongs to another programme than the one this shop accepts. Do not accept it."],
 };
 /** Core error codes (crates/core/src/error.rs) → verdict. */
 const CODES = {
   expired: "expired", revoked: "revoked", not_yet_valid: "not_yet_valid", unknown_kid: "unknown_kid",
   bad_signature: "forged", unsupported_alg: "forged", unsupported_header: "forged",
   malformed: "not_a_voucher", bad_type: "not_a_voucher", too_large: "not_a_voucher",
-  missing_claim: "claims", invalid_claim: "claims", wrong_audience: "claims", wrong_issuer: "claims",
+  missing_claim: "claims", invalid_claim: "claims", wrong_audience: "wrong_programme", wrong_issuer: "claims",
 };
 
 let cache = JSON.parse(localStorage.getItem(CACHE_KEY) || "null"); // { jwks, lists: [{uri, token}], synced_at }
@@ -39,7 +46,8 @@ function prepare() {
   lists = [];
   verifier = null;
   if (!cache) return;
-  verifier = new VoucherVerifier(cache.jwks, { leewaySeconds: LEEWAY });
+  const audience = programme() || undefined;
+  verifier = new VoucherVerifier(cache.jwks, { leewaySeconds: LEEWAY, audience });
   for (const l of cache.lists) {
     try {
       lists.push(StatusList.fromToken(l.token, cache.jwks, { uri: l.uri }));
@@ -223,7 +231,8 @@ $("#redeem").addEventListener("click", async () => {
     // The same key for every retry of this voucher from this device: a retry after a lost answer
     // gets the first answer back instead of "already redeemed".
     const r = await api("/v1/vouchers/redeem", {
-      method: "POST", token: token(), body: { token: lastToken }, headers: { "idempotency-key": `${deviceId}-${jti}` },
+      method: "POST", token: token(), headers: { "idempotency-key": `${deviceId}-${jti}` },
+      body: programme() ? { token: lastToken, audience: programme() } : { token: lastToken },
     });
     notify(out, "ok", `Redeemed at ${new Date(r.redeemed_at).toLocaleString()}. Hand over the goods.`);
     button.hidden = true;
