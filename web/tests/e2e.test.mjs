@@ -46,6 +46,16 @@ function freePort() {
   });
 }
 
+/** Headless /usr/bin/chromium with the flags this machine needs (no internet), plus `extra`. */
+function launch(extra) {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run", ...extra],
+  });
+}
+
 before(async () => {
   work = mkdtempSync(path.join(tmpdir(), "vouchsafe-web-"));
   port = await freePort();
@@ -72,12 +82,7 @@ ${tokens}`);
     if (i > 300 || server.exitCode !== null) throw new Error(`server did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--host-resolver-rules=MAP portal.test 127.0.0.1"],
-  });
+  browser = await launch(["--host-resolver-rules=MAP portal.test 127.0.0.1"]);
   mkdirSync(shots, { recursive: true });
 });
 
@@ -446,13 +451,8 @@ test("verifier: scanning with the camera (Chromium's fake camera showing the vou
   const v = await issue({ sub: "household-0060", amount: "250.00" });
   const video = path.join(work, "voucher.y4m");
   qrVideo(v.token, video);
-  const camBrowser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-      `--use-file-for-fake-video-capture=${video}`],
-  });
+  const camBrowser = await launch(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-video-capture=${video}`]);
   try {
     const context = await camBrowser.newContext({ viewport: { width: 360, height: 780 }, permissions: ["camera"] });
     const page = await phone(context);

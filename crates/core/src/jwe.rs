@@ -391,7 +391,7 @@ impl DataKey {
         ctx: Option<&str>,
         rng: &mut R,
     ) -> Result<String, Error> {
-        self.seal_typed(plaintext, ctx, None, rng)
+        self.prepare_seal(plaintext.len(), ctx, false, rng)?.seal(&self.dek, plaintext)
     }
 
     /// Seals text, marking it `cty` [`CTY_TEXT`] so openers can return a string.
@@ -401,20 +401,7 @@ impl DataKey {
         ctx: Option<&str>,
         rng: &mut R,
     ) -> Result<String, Error> {
-        self.seal_typed(text.as_bytes(), ctx, Some(CTY_TEXT), rng)
-    }
-
-    fn seal_typed<R: CryptoRng + ?Sized>(
-        &self,
-        plaintext: &[u8],
-        ctx: Option<&str>,
-        cty: Option<&str>,
-        rng: &mut R,
-    ) -> Result<String, Error> {
-        let mut iv = [0u8; 12];
-        rng.fill_bytes(&mut iv);
-        let header = with_extras(self.wrapped.header(), ctx, cty)?;
-        assemble(header, &self.wrapped.encrypted_key, &self.dek, iv, plaintext)
+        self.prepare_seal(text.len(), ctx, true, rng)?.seal(&self.dek, text.as_bytes())
     }
 
     /// Prepares a seal of `len` bytes (text when `text`) whose content another AES-GCM
@@ -538,10 +525,7 @@ fn assemble(
     iv: [u8; 12],
     plaintext: &[u8],
 ) -> Result<String, Error> {
-    let prepared = PreparedSeal::new(header, encrypted_key, iv, plaintext.len())?;
-    let mut buf = plaintext.to_vec();
-    let tag = gcm_seal(cek.expose_secret(), &iv, prepared.aad(), &mut buf);
-    Ok(prepared.finish(&buf, &tag))
+    PreparedSeal::new(header, encrypted_key, iv, plaintext.len())?.seal(cek, plaintext)
 }
 
 /// A JWE with its protected header, encrypted key and IV fixed, whose content is to be
@@ -573,6 +557,13 @@ impl PreparedSeal {
     /// The fresh random 96-bit IV.
     pub fn iv(&self) -> &[u8; 12] {
         &self.iv
+    }
+
+    /// Encrypts here (AES-256-GCM with `cek`) and returns the compact JWE.
+    fn seal(self, cek: &Dek, plaintext: &[u8]) -> Result<String, Error> {
+        let mut buf = plaintext.to_vec();
+        let tag = gcm_seal(cek.expose_secret(), &self.iv, self.aad(), &mut buf);
+        Ok(self.finish(&buf, &tag))
     }
 
     /// The compact JWE around `ciphertext` (as long as the plaintext this was prepared for)

@@ -257,24 +257,29 @@ impl VoucherValidator {
         lists: &[crate::status::VerifiedStatusList],
     ) -> Result<VoucherClaims, Error> {
         let claims = self.validate(token, jwks, now)?;
-        check_status(claims, lists)
+        check_status(claims, lists.iter())
     }
 
     /// [`check_verified`](Self::check_verified), then the revocation status as in
     /// [`validate_with_status`](Self::validate_with_status).
-    pub fn check_verified_with_status(
+    /// The lists are borrowed one by one, so a caller holding them elsewhere (shared, cached)
+    /// need not copy their bits.
+    pub fn check_verified_with_status<'a>(
         &self,
         verified: jws::VerifiedJws,
         now: i64,
-        lists: &[crate::status::VerifiedStatusList],
+        lists: impl IntoIterator<Item = &'a crate::status::VerifiedStatusList>,
     ) -> Result<VoucherClaims, Error> {
         check_status(self.check_verified(verified, now)?, lists)
     }
 }
 
-fn check_status(claims: VoucherClaims, lists: &[crate::status::VerifiedStatusList]) -> Result<VoucherClaims, Error> {
+fn check_status<'a>(
+    claims: VoucherClaims,
+    lists: impl IntoIterator<Item = &'a crate::status::VerifiedStatusList>,
+) -> Result<VoucherClaims, Error> {
     if let Some(st) = &claims.status
-        && let Some(list) = lists.iter().find(|l| l.uri == st.uri)
+        && let Some(list) = lists.into_iter().find(|l| l.uri == st.uri)
     {
         match list.list.get(st.idx) {
             Some(0) => {}

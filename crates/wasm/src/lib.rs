@@ -424,7 +424,7 @@ impl Drop for StatusList {
 }
 
 /// The status lists an options object names (`statusList`: one `StatusList` or an array).
-fn status_lists(opts: &Option<Object>) -> Result<Vec<VerifiedStatusList>, JsValue> {
+fn status_lists(opts: &Option<Object>) -> Result<Vec<Rc<VerifiedStatusList>>, JsValue> {
     let v = opt(opts, "statusList")?;
     if v.is_undefined() || v.is_null() {
         return Ok(Vec::new());
@@ -438,7 +438,7 @@ fn status_lists(opts: &Option<Object>) -> Result<Vec<VerifiedStatusList>, JsValu
         let list = LISTS
             .with(|l| l.borrow().iter().find(|(i, _)| f64::from(*i) == id).map(|(_, list)| list.clone()))
             .ok_or_else(|| invalid("this StatusList has been freed"))?;
-        out.push((*list).clone());
+        out.push(list);
     }
     Ok(out)
 }
@@ -546,10 +546,10 @@ fn checked_claims(
     validator: &VoucherValidator,
     verified: vouchsafe_core::jws::VerifiedJws,
     now: i64,
-    lists: &[VerifiedStatusList],
+    lists: &[Rc<VerifiedStatusList>],
 ) -> Result<JsValue, JsValue> {
     let payload = verified.payload.clone();
-    validator.check_verified_with_status(verified, now, lists).map_err(core_error)?;
+    validator.check_verified_with_status(verified, now, lists.iter().map(|l| &**l)).map_err(core_error)?;
     let text = std::str::from_utf8(&payload).map_err(|_| error("malformed", "payload is not UTF-8"))?;
     parse_json(text)
 }
