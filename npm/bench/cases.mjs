@@ -1,24 +1,28 @@
 // The npm package's benchmark, written once and run in Node and in Chromium (bench/run.mjs):
 // the same operations in vouchsafe (sync and async), npm jose, raw WebCrypto and @noble/curves.
-// Each figure is the median of 5 timed batches of at least `batchMs` milliseconds, after a
-// warm-up; the result is microseconds per operation.
+// Each figure is the median of 7 timed batches of at least `batchMs` milliseconds, after a
+// warm-up; the result is microseconds per operation. The implementations of one operation take
+// turns batch by batch, so a slow spell of a shared machine falls on all of them alike.
 
-async function measure(fn, { batchMs, batches = 5 }) {
-  for (let i = 0; i < 20; i++) await fn();
-  const per = [];
+async function batch(fn, batchMs) {
+  let n = 0;
+  const t0 = performance.now();
+  let t;
+  do {
+    for (let i = 0; i < 10; i++) await fn();
+    n += 10;
+    t = performance.now() - t0;
+  } while (t < batchMs);
+  return (t * 1000) / n;
+}
+
+async function measure(cases, { batchMs, batches = 7 }) {
+  for (const [, fn] of cases) for (let i = 0; i < 20; i++) await fn();
+  const per = cases.map(() => []);
   for (let b = 0; b < batches; b++) {
-    let n = 0;
-    const t0 = performance.now();
-    let t;
-    do {
-      for (let i = 0; i < 10; i++) await fn();
-      n += 10;
-      t = performance.now() - t0;
-    } while (t < batchMs);
-    per.push((t * 1000) / n);
+    for (const [i, [, fn]] of cases.entries()) per[i].push(await batch(fn, batchMs));
   }
-  per.sort((a, b) => a - b);
-  return per[Math.floor(per.length / 2)];
+  return per.map((p) => p.sort((a, b) => a - b)[Math.floor(p.length / 2)]);
 }
 
 /** Fails the benchmark if an implementation gives a wrong answer. */
@@ -28,9 +32,12 @@ function must(cond, what) {
 
 export async function bench({ vs, jose, noble, quick = false }) {
   await vs.init();
-  const opts = { batchMs: quick ? 20 : 300, batches: quick ? 1 : 5 };
+  const opts = { batchMs: quick ? 20 : 200, batches: quick ? 1 : 7 };
   const rows = [];
-  const run = async (op, impl, fn) => rows.push({ op, impl, us: await measure(fn, opts) });
+  const compare = async (op, cases) => {
+    const us = await measure(cases, opts);
+    cases.forEach(([impl], i) => rows.push({ op, impl, us: us[i] }));
+  };
   const enc = new TextEncoder();
 
   // ES256 voucher: signed by jose, verified with every rule by vouchsafe and jose; the raw
@@ -55,13 +62,13 @@ export async function bench({ vs, jose, noble, quick = false }) {
   must(noble.p256.verify(sig, input, pub, { lowS: false }), "noble verify");
   must(await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, publicKey, sig, input), "WebCrypto verify");
   const joseOpts = { issuer: "https://keys.example.org", audience: "cash-2026", typ: "voucher+jwt", algorithms: ["ES256"] };
-  await run(verifyOp, "vouchsafe `verify` (sync, every rule)", () => verifier.verify(token));
-  await run(verifyOp, "vouchsafe `verifyAsync` (WebCrypto, every rule)", () => verifier.verifyAsync(token));
-  await run(verifyOp, "jose `jwtVerify` (CryptoKey, every rule)", () => jose.jwtVerify(token, publicKey, joseOpts));
-  await run(verifyOp, "WebCrypto `verify` (signature only)", () =>
-    crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, publicKey, sig, input));
-  await run(verifyOp, "@noble/curves `p256.verify` (signature only, sync)", () =>
-    noble.p256.verify(sig, input, pub, { lowS: false }));
+  await compare(verifyOp, [
+    ["vouchsafe `verify` (sync, every rule)", () => verifier.verify(token)],
+    ["vouchsafe `verifyAsync` (WebCrypto, every rule)", () => verifier.verifyAsync(token)],
+    ["jose `jwtVerify` (CryptoKey, every rule)", () => jose.jwtVerify(token, publicKey, joseOpts)],
+    ["WebCrypto `verify` (signature only)", () => crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, publicKey, sig, input)],
+    ["@noble/curves `p256.verify` (signature only, sync)", () => noble.p256.verify(sig, input, pub, { lowS: false })],
+  ]);
 
   // Sealing a 1 KiB field with a data key in hand (A256GCMKW / A256GCM).
   const field = "x".repeat(1024);
@@ -79,21 +86,25 @@ export async function bench({ vs, jose, noble, quick = false }) {
   must((await jose.compactDecrypt(dk.seal(field), kekKey)).plaintext.length === 1024, "jose opens seal");
   must((await jose.compactDecrypt(await dk.sealAsync(field), kekKey)).plaintext.length === 1024, "jose opens sealAsync");
   const sealOp = "seal 1 KiB field, A256GCMKW (data key in hand)";
-  await run(sealOp, "vouchsafe `seal` (sync)", () => dk.seal(field, { ctx: "registrant/1/note" }));
-  await run(sealOp, "vouchsafe `sealAsync` (WebCrypto AES-GCM)", () => dk.sealAsync(field, { ctx: "registrant/1/note" }));
-  await run(sealOp, "jose `CompactEncrypt` (KEK as CryptoKey)", () =>
-    new jose.CompactEncrypt(fieldBytes).setProtectedHeader({ alg: "A256GCMKW", enc: "A256GCM", kid: "pii.v1" }).encrypt(kekKey));
-  await run(sealOp, "WebCrypto AES-GCM encrypt (content only)", () =>
-    crypto.subtle.encrypt({ name: "AES-GCM", iv: crypto.getRandomValues(new Uint8Array(12)) }, dekKey, fieldBytes));
+  await compare(sealOp, [
+    ["vouchsafe `seal` (sync)", () => dk.seal(field, { ctx: "registrant/1/note" })],
+    ["vouchsafe `sealAsync` (WebCrypto AES-GCM)", () => dk.sealAsync(field, { ctx: "registrant/1/note" })],
+    ["jose `CompactEncrypt` (KEK as CryptoKey)", () =>
+      new jose.CompactEncrypt(fieldBytes).setProtectedHeader({ alg: "A256GCMKW", enc: "A256GCM", kid: "pii.v1" }).encrypt(kekKey)],
+    ["WebCrypto AES-GCM encrypt (content only)", () =>
+      crypto.subtle.encrypt({ name: "AES-GCM", iv: crypto.getRandomValues(new Uint8Array(12)) }, dekKey, fieldBytes)],
+  ]);
 
   // Sealing 1 KiB to a public key (ECDH-ES+A256KW): the offline registration path.
   const ecdh = await jose.generateKeyPair("ECDH-ES+A256KW", { extractable: true });
   const sealJwk = { ...(await jose.exportJWK(ecdh.publicKey)), kid: "pii-seal.v1", use: "enc", alg: "ECDH-ES+A256KW" };
   must((await jose.compactDecrypt(vs.sealToPublicKey(sealJwk, "pii-seal", field), ecdh.privateKey)).plaintext.length === 1024, "jose opens ECDH");
   const ecdhOp = "seal 1 KiB to a public key, ECDH-ES+A256KW";
-  await run(ecdhOp, "vouchsafe `sealToPublicKey` (sync)", () => vs.sealToPublicKey(sealJwk, "pii-seal", field));
-  await run(ecdhOp, "jose `CompactEncrypt` (public CryptoKey)", () =>
-    new jose.CompactEncrypt(fieldBytes).setProtectedHeader({ alg: "ECDH-ES+A256KW", enc: "A256GCM", kid: "pii-seal.v1" }).encrypt(ecdh.publicKey));
+  await compare(ecdhOp, [
+    ["vouchsafe `sealToPublicKey` (sync)", () => vs.sealToPublicKey(sealJwk, "pii-seal", field)],
+    ["jose `CompactEncrypt` (public CryptoKey)", () =>
+      new jose.CompactEncrypt(fieldBytes).setProtectedHeader({ alg: "ECDH-ES+A256KW", enc: "A256GCM", kid: "pii-seal.v1" }).encrypt(ecdh.publicKey)],
+  ]);
 
   return rows;
 }

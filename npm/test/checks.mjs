@@ -335,6 +335,10 @@ export function checks(vs, env) {
     eq(unauth, "unauthenticated", "bad token");
     eq(await code(() => client.dataKey("no-such-key")), "not_found", "unknown key");
     eq(await code(() => new vs.KeyServerClient("http://127.0.0.1:9").jwks()), "network_error", "nothing listening");
+    eq(await code(() => new vs.KeyServerClient("ftp://keys.example.org")), "invalid_argument", "url scheme");
+    eq(await code(() => new vs.KeyServerClient(url, { token: 5 })), "invalid_argument", "token type");
+    const slash = new vs.KeyServerClient(url + "//", { token });
+    ok(Array.isArray((await slash.jwks()).keys), "trailing slashes on the base URL");
   });
 
   return list;

@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
 import * as jose from "jose";
 import * as vs from "vouchsafe";
 import { checks } from "./checks.mjs";
@@ -20,6 +21,13 @@ test("CommonJS require and ES import give the same module", () => {
   assert.equal(cjs.DataKey, vs.DataKey);
   assert.equal(cjs.VouchsafeError, vs.VouchsafeError);
   assert.equal(typeof vs.init, "function");
+});
+
+test("the browser build (.wasm + JS, each gzipped) is at most 120 KB", () => {
+  const root = new URL("../node_modules/vouchsafe/", import.meta.url);
+  const files = ["web/pkg/vouchsafe_wasm_bg.wasm", "web/pkg/vouchsafe_wasm.js", "web/index.js"];
+  const gz = files.reduce((n, f) => n + gzipSync(readFileSync(new URL(f, root)), { level: 9 }).length, 0);
+  assert.ok(gz <= 120_000, `${gz} bytes gzipped`);
 });
 
 for (const c of checks(vs, { jose, vectors, server })) {

@@ -1,19 +1,20 @@
 //! WebAssembly facade of `vouchsafe-core` for the npm package `vouchsafe`.
 //!
 //! Every format and every check is vouchsafe-core's; this crate only converts between JS values
-//! and core types, turns core errors into `VouchsafeError`s with the same stable codes, and talks
-//! to the key server with the global `fetch` (pages, workers and Node alike). All crypto is
-//! synchronous; only the key-server calls return promises.
+//! and core types and turns core errors into `VouchsafeError`s with the same stable codes.
+//! Everything here is synchronous. What awaits (the key-server client over `fetch`, and the
+//! WebCrypto halves of `sealAsync` and `verifyAsync`) is the package's JavaScript (`npm/src`),
+//! which calls the internal `__prepareSeal` / `SealJob` and `__prepareVerify` / `VerifyJob`
+//! below: Rust futures and their executor would cost ~30 KB of the browser build.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Function, JSON, Object, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Function, JSON, Object, Reflect, Uint8Array};
 use vouchsafe_core::jws::UncheckedJws;
 use vouchsafe_core::rand_core::UnwrapErr;
 use vouchsafe_core::{Jwe, Jwks, KeyUse, PublicJwk, VerifiedStatusList, VoucherValidator};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
 use zeroize::Zeroizing;
 
 thread_local! {
@@ -51,46 +52,6 @@ fn invalid(message: &str) -> JsValue {
 
 fn rng() -> UnwrapErr<getrandom::SysRng> {
     UnwrapErr(getrandom::SysRng)
-}
-
-/// The DEK as imported into WebCrypto, if it was; `disposed` stops a late import from keeping it.
-#[derive(Default)]
-struct SubtleKey {
-    disposed: bool,
-    key: Option<JsValue>,
-}
-
-/// `crypto.subtle` where it exists (secure contexts and Node); `None` on a non-secure origin.
-fn subtle() -> Option<Object> {
-    let crypto = Reflect::get(&js_sys::global(), &"crypto".into()).ok().filter(JsValue::is_object)?;
-    Reflect::get(&crypto, &"subtle".into()).ok().filter(JsValue::is_object).map(Object::from)
-}
-
-/// Awaits `crypto.subtle[method](...args)`; a rejection becomes `key_operation_failed`.
-async fn subtle_call(subtle: &Object, method: &str, args: &[&JsValue]) -> Result<JsValue, JsValue> {
-    let f: Function = Reflect::get(subtle, &method.into())?.dyn_into()?;
-    let list = args.iter().copied().collect::<Array>();
-    let promise: Promise = Reflect::apply(&f, subtle, &list)?.dyn_into()?;
-    JsFuture::from(promise)
-        .await
-        .map_err(|e| error("key_operation_failed", format!("WebCrypto {method}: {}", describe(&e))))
-}
-
-/// A plain object from name/value pairs.
-fn object(members: &[(&str, JsValue)]) -> Result<JsValue, JsValue> {
-    let o = Object::new();
-    for (k, v) in members {
-        Reflect::set(&o, &JsValue::from_str(k), v)?;
-    }
-    Ok(o.into())
-}
-
-/// A settled promise for a synchronous result.
-fn settle(r: Result<JsValue, JsValue>) -> Promise {
-    match r {
-        Ok(v) => Promise::resolve(&v),
-        Err(e) => Promise::reject(&e),
-    }
 }
 
 /// `opts[name]`, or undefined when `opts` is absent.
@@ -162,9 +123,6 @@ fn jwks_from(v: &JsValue) -> Result<Jwks, JsValue> {
 #[wasm_bindgen]
 pub struct DataKey {
     inner: Option<vouchsafe_core::DataKey>,
-    /// The DEK imported into WebCrypto (non-extractable) by the first `sealAsync`; shared with
-    /// that call's future, and cleared for good by `dispose`.
-    subtle_key: Rc<RefCell<SubtleKey>>,
 }
 
 #[wasm_bindgen]
@@ -174,7 +132,7 @@ impl DataKey {
     pub fn from_response(response: JsValue) -> Result<DataKey, JsValue> {
         let text = json_text(&response, "response")?;
         let inner = vouchsafe_core::DataKey::from_response_json(&text).map_err(core_error)?;
-        Ok(DataKey { inner: Some(inner), subtle_key: Rc::default() })
+        Ok(DataKey { inner: Some(inner) })
     }
 
     fn key(&self) -> Result<&vouchsafe_core::DataKey, JsValue> {
@@ -203,65 +161,22 @@ impl DataKey {
         sealed.map_err(core_error)
     }
 
-    /// [`seal`](Self::seal) with the content encrypted by WebCrypto's AES-GCM where
-    /// `crypto.subtle` exists (faster for large inputs), by the synchronous path elsewhere (a
-    /// non-secure origin). The output is the same format either way and opens with `open`.
-    #[wasm_bindgen(js_name = sealAsync)]
-    pub fn seal_async(&self, data: JsValue, opts: Option<Object>) -> Promise {
-        let Some(subtle) = subtle() else {
-            return settle(self.seal(data, opts).map(JsValue::from));
-        };
-        let prepared = (|| {
-            let key = self.key()?;
-            let ctx = opt_string(&opts, "ctx")?;
-            let (bytes, text) = data_bytes(&data)?;
-            let prepared = key.prepare_seal(bytes.len(), ctx.as_deref(), text, &mut rng()).map_err(core_error)?;
-            Ok::<_, JsValue>((prepared, bytes))
-        })();
-        let (prepared, bytes) = match prepared {
-            Ok(p) => p,
-            Err(e) => return Promise::reject(&e),
-        };
-        let cached = self.subtle_key.borrow().key.clone();
-        // Only copied out when WebCrypto has not got the key yet; wiped right after the import.
-        let dek = match (&cached, self.key()) {
-            (None, Ok(k)) => Some(Zeroizing::new(k.dek().expose_secret().to_vec())),
-            _ => None,
-        };
-        let slot = self.subtle_key.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let key = match (cached, dek) {
-                (Some(k), _) => k,
-                (None, dek) => {
-                    let raw = Uint8Array::from(dek.as_deref().map_or(&[][..], |d| d.as_slice()));
-                    let usages = Array::of1(&"encrypt".into());
-                    let imported = subtle_call(
-                        &subtle,
-                        "importKey",
-                        &[&"raw".into(), &raw, &"AES-GCM".into(), &false.into(), &usages],
-                    )
-                    .await;
-                    raw.fill(0, 0, raw.length());
-                    let k = imported?;
-                    let mut slot = slot.borrow_mut();
-                    if !slot.disposed {
-                        slot.key = Some(k.clone());
-                    }
-                    k
-                }
-            };
-            let params = object(&[
-                ("name", "AES-GCM".into()),
-                ("iv", Uint8Array::from(&prepared.iv()[..]).into()),
-                ("additionalData", Uint8Array::from(prepared.aad()).into()),
-                ("tagLength", 128.into()),
-            ])?;
-            let out = subtle_call(&subtle, "encrypt", &[&params, &key, &Uint8Array::from(bytes.as_slice())]).await?;
-            let out = Uint8Array::new(&out).to_vec();
-            let (ct, tag) = out.split_at(out.len().saturating_sub(16));
-            let tag: &[u8; 16] = tag.try_into().map_err(|_| error("key_operation_failed", "WebCrypto gave no tag"))?;
-            Ok(JsValue::from_str(&prepared.finish(ct, tag)))
-        })
+    /// The first half of `sealAsync` (the package's JS): header, key and IV fixed, the content
+    /// left for WebCrypto's AES-GCM. Internal.
+    #[wasm_bindgen(js_name = __prepareSeal)]
+    pub fn prepare_seal(&self, data: JsValue, opts: Option<Object>) -> Result<SealJob, JsValue> {
+        let key = self.key()?;
+        let ctx = opt_string(&opts, "ctx")?;
+        let (data, text) = data_bytes(&data)?;
+        let prepared = key.prepare_seal(data.len(), ctx.as_deref(), text, &mut rng()).map_err(core_error)?;
+        Ok(SealJob { prepared: Some(prepared), data: Zeroizing::new(data) })
+    }
+
+    /// A copy of the DEK for WebCrypto's `importKey` (non-extractable there); the package's JS
+    /// wipes this copy once imported. Internal.
+    #[wasm_bindgen(js_name = __rawKey)]
+    pub fn raw_key(&self) -> Result<Uint8Array, JsValue> {
+        Ok(Uint8Array::from(&self.key()?.dek().expose_secret()[..]))
     }
 
     /// Opens a JWE sealed under this data key; with `opts.ctx`, its context must match exactly.
@@ -277,11 +192,8 @@ impl DataKey {
 
     /// Wipes the key from memory. Safe to call twice.
     pub fn dispose(&mut self) {
-        // Dropping the core DataKey zeroizes its DEK; WebCrypto's copy goes with its handle.
+        // Dropping the core DataKey zeroizes its DEK; the package's JS drops WebCrypto's copy.
         self.inner = None;
-        let mut slot = self.subtle_key.borrow_mut();
-        slot.disposed = true;
-        slot.key = None;
     }
 
     /// Whether `dispose()` was called.
@@ -311,8 +223,11 @@ pub fn open_with_data_key(data_key: &DataKey, jwe: &str, opts: Option<Object>) -
 #[wasm_bindgen(js_name = sealToPublicKey)]
 pub fn seal_to_public_key(keys: JsValue, name: &str, data: JsValue, opts: Option<Object>) -> Result<String, JsValue> {
     let text = json_text(&keys, "jwks")?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|_| error("malformed", "jwks is not JSON"))?;
-    let jwk = if value.get("keys").is_some() {
+    let is_set = JSON::parse(&text)
+        .ok()
+        .and_then(|v| v.dyn_into::<Object>().ok())
+        .is_some_and(|o| Reflect::has(&o, &"keys".into()).unwrap_or(false));
+    let jwk = if is_set {
         let set = Jwks::from_json(&text).map_err(core_error)?;
         set.current(name, KeyUse::Enc)
             .cloned()
@@ -450,10 +365,6 @@ fn status_lists(opts: &Option<Object>) -> Result<Vec<Rc<VerifiedStatusList>>, Js
 pub struct VoucherVerifier {
     jwks: Jwks,
     validator: VoucherValidator,
-    /// Keys imported into WebCrypto by `verifyAsync`, by kid (the JWKS is fixed per verifier).
-    subtle_keys: Rc<RefCell<Vec<(String, JsValue)>>>,
-    /// `{name: "ECDSA", hash: "SHA-256"}`, made once.
-    subtle_alg: JsValue,
 }
 
 #[wasm_bindgen]
@@ -482,8 +393,7 @@ impl VoucherVerifier {
             let s = s.ok_or_else(|| invalid("leewaySeconds is a whole number of seconds"))?;
             validator = validator.with_leeway(s as u64).map_err(core_error)?;
         }
-        let subtle_alg = object(&[("name", "ECDSA".into()), ("hash", "SHA-256".into())])?;
-        Ok(VoucherVerifier { jwks: keys, validator, subtle_keys: Rc::default(), subtle_alg })
+        Ok(VoucherVerifier { jwks: keys, validator })
     }
 
     /// Verifies `token` at `opts.now` (seconds or a Date; default now) and, when
@@ -495,48 +405,106 @@ impl VoucherVerifier {
         checked_claims(&self.validator, verified, now, &lists)
     }
 
-    /// [`verify`](Self::verify) with the ES256 signature checked by WebCrypto where
-    /// `crypto.subtle` exists, synchronously elsewhere (a non-secure origin). Every other rule,
-    /// and every error code, is the same as `verify`'s.
-    #[wasm_bindgen(js_name = verifyAsync)]
-    pub fn verify_async(&self, token: &str, opts: Option<Object>) -> Promise {
-        let Some(subtle) = subtle() else {
-            return settle(self.verify(token, opts));
-        };
-        let prepared = (|| {
-            let now = opt_now(&opts)?;
-            let lists = status_lists(&opts)?;
-            let unchecked = UncheckedJws::parse(token, &self.jwks).map_err(core_error)?;
-            Ok::<_, JsValue>((now, lists, unchecked))
-        })();
-        let (now, lists, unchecked) = match prepared {
-            Ok(p) => p,
-            Err(e) => return Promise::reject(&e),
-        };
-        let validator = self.validator.clone();
-        let keys = self.subtle_keys.clone();
-        let alg = self.subtle_alg.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            let kid = unchecked.key().kid().unwrap_or_default().to_owned();
-            let cached = keys.borrow().iter().find(|(k, _)| *k == kid).map(|(_, key)| key.clone());
-            let key = match cached {
-                Some(k) => k,
-                None => {
-                    let jwk = parse_json(&unchecked.key().to_json())?;
-                    let alg = object(&[("name", "ECDSA".into()), ("namedCurve", "P-256".into())])?;
-                    let usages = Array::of1(&"verify".into());
-                    let k =
-                        subtle_call(&subtle, "importKey", &[&"jwk".into(), &jwk, &alg, &false.into(), &usages]).await?;
-                    keys.borrow_mut().push((kid, k.clone()));
-                    k
-                }
-            };
-            let sig = Uint8Array::from(unchecked.signature());
-            let data = Uint8Array::from(unchecked.signing_input());
-            let valid = subtle_call(&subtle, "verify", &[&alg, &key, &sig, &data]).await?.as_bool() == Some(true);
-            let verified = unchecked.with_signature_checked(valid).map_err(core_error)?;
-            checked_claims(&validator, verified, now, &lists)
-        })
+    /// The first half of `verifyAsync` (the package's JS): the token parsed and its header
+    /// checked, `now` and the status lists fixed; the ES256 signature is left for WebCrypto.
+    /// Internal.
+    #[wasm_bindgen(js_name = __prepareVerify)]
+    pub fn prepare_verify(&self, token: &str, opts: Option<Object>) -> Result<VerifyJob, JsValue> {
+        let now = opt_now(&opts)?;
+        let lists = status_lists(&opts)?;
+        let unchecked = UncheckedJws::parse(token, &self.jwks).map_err(core_error)?;
+        Ok(VerifyJob { unchecked: Some(unchecked), validator: self.validator.clone(), now, lists })
+    }
+}
+
+/// A seal whose content encryption is done by WebCrypto (`DataKey.sealAsync`). Internal.
+#[wasm_bindgen]
+pub struct SealJob {
+    prepared: Option<vouchsafe_core::jwe::PreparedSeal>,
+    data: Zeroizing<Vec<u8>>,
+}
+
+#[wasm_bindgen]
+impl SealJob {
+    fn prepared(&self) -> Result<&vouchsafe_core::jwe::PreparedSeal, JsValue> {
+        self.prepared.as_ref().ok_or_else(|| invalid("this seal has been finished"))
+    }
+
+    /// The 96-bit IV for AES-GCM.
+    #[wasm_bindgen(getter)]
+    pub fn iv(&self) -> Result<Uint8Array, JsValue> {
+        Ok(Uint8Array::from(&self.prepared()?.iv()[..]))
+    }
+
+    /// The additional authenticated data (the protected header, base64url, as ASCII).
+    #[wasm_bindgen(getter)]
+    pub fn aad(&self) -> Result<Uint8Array, JsValue> {
+        Ok(Uint8Array::from(self.prepared()?.aad()))
+    }
+
+    /// The plaintext bytes (UTF-8 for text).
+    #[wasm_bindgen(getter)]
+    pub fn data(&self) -> Uint8Array {
+        Uint8Array::from(self.data.as_slice())
+    }
+
+    /// The compact JWE from AES-GCM's output (ciphertext followed by the 16-byte tag).
+    pub fn finish(&mut self, sealed: &[u8]) -> Result<String, JsValue> {
+        let (ct, tag) = sealed.split_at(sealed.len().saturating_sub(16));
+        let tag: &[u8; 16] = tag.try_into().map_err(|_| error("key_operation_failed", "WebCrypto gave no tag"))?;
+        if ct.len() != self.data.len() {
+            return Err(error("key_operation_failed", "WebCrypto gave a ciphertext of the wrong length"));
+        }
+        let prepared = self.prepared.take().ok_or_else(|| invalid("this seal has been finished"))?;
+        Ok(prepared.finish(ct, tag))
+    }
+}
+
+/// A voucher whose ES256 signature is checked by WebCrypto (`VoucherVerifier.verifyAsync`).
+/// Internal.
+#[wasm_bindgen]
+pub struct VerifyJob {
+    unchecked: Option<UncheckedJws>,
+    validator: VoucherValidator,
+    now: i64,
+    lists: Vec<Rc<VerifiedStatusList>>,
+}
+
+#[wasm_bindgen]
+impl VerifyJob {
+    fn unchecked(&self) -> Result<&UncheckedJws, JsValue> {
+        self.unchecked.as_ref().ok_or_else(|| invalid("this verification has been finished"))
+    }
+
+    /// The signing key's `kid`.
+    #[wasm_bindgen(getter)]
+    pub fn kid(&self) -> Result<String, JsValue> {
+        Ok(self.unchecked()?.key().kid().unwrap_or_default().to_owned())
+    }
+
+    /// The signing key as a public JWK (JSON text), for `importKey("jwk", …)`.
+    #[wasm_bindgen(getter)]
+    pub fn jwk(&self) -> Result<String, JsValue> {
+        Ok(self.unchecked()?.key().to_json())
+    }
+
+    /// The 64-byte `r‖s` signature.
+    #[wasm_bindgen(getter)]
+    pub fn signature(&self) -> Result<Uint8Array, JsValue> {
+        Ok(Uint8Array::from(self.unchecked()?.signature()))
+    }
+
+    /// The JWS signing input (`header.payload`, ASCII).
+    #[wasm_bindgen(getter, js_name = signingInput)]
+    pub fn signing_input(&self) -> Result<Uint8Array, JsValue> {
+        Ok(Uint8Array::from(self.unchecked()?.signing_input()))
+    }
+
+    /// Every other rule, given WebCrypto's verdict on the signature; the claims.
+    pub fn finish(&mut self, valid: bool) -> Result<JsValue, JsValue> {
+        let unchecked = self.unchecked.take().ok_or_else(|| invalid("this verification has been finished"))?;
+        let verified = unchecked.with_signature_checked(valid).map_err(core_error)?;
+        checked_claims(&self.validator, verified, self.now, &self.lists)
     }
 }
 
@@ -552,93 +520,4 @@ fn checked_claims(
     validator.check_verified_with_status(verified, now, lists.iter().map(|l| &**l)).map_err(core_error)?;
     let text = std::str::from_utf8(&payload).map_err(|_| error("malformed", "payload is not UTF-8"))?;
     parse_json(text)
-}
-
-/// A client of the vouchsafe key server over the global `fetch` (pages, workers, Node ≥ 20).
-#[wasm_bindgen]
-pub struct KeyServerClient {
-    base: String,
-    token: Option<String>,
-}
-
-#[wasm_bindgen]
-impl KeyServerClient {
-    /// `url`: the server's base URL; `opts.token`: a bearer token.
-    #[wasm_bindgen(constructor)]
-    pub fn new(url: &str, opts: Option<Object>) -> Result<KeyServerClient, JsValue> {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(invalid("url must start with http:// or https://"));
-        }
-        Ok(KeyServerClient { base: url.trim_end_matches('/').to_string(), token: opt_string(&opts, "token")? })
-    }
-
-    /// `POST /v1/keys/{name}/datakey` → a [`DataKey`].
-    #[wasm_bindgen(js_name = dataKey)]
-    pub fn data_key(&self, name: &str) -> Promise {
-        let (url, token) = (format!("{}/v1/keys/{}/datakey", self.base, encode(name)), self.token.clone());
-        wasm_bindgen_futures::future_to_promise(async move {
-            let text = request("POST", &url, token.as_deref(), Some("{}")).await?;
-            DataKey::from_response(JsValue::from_str(&text)).map(JsValue::from)
-        })
-    }
-
-    /// `GET /.well-known/jwks.json` → the key set (an object; cache it for offline use).
-    pub fn jwks(&self) -> Promise {
-        let url = format!("{}/.well-known/jwks.json", self.base);
-        wasm_bindgen_futures::future_to_promise(async move { parse_json(&request("GET", &url, None, None).await?) })
-    }
-
-    /// `GET /v1/keys/{name}/public` → the current public JWK of an EC key.
-    #[wasm_bindgen(js_name = publicKey)]
-    pub fn public_key(&self, name: &str) -> Promise {
-        let url = format!("{}/v1/keys/{}/public", self.base, encode(name));
-        wasm_bindgen_futures::future_to_promise(async move { parse_json(&request("GET", &url, None, None).await?) })
-    }
-}
-
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
-    js_sys::encode_uri_component(segment).into()
-}
-
-/// One HTTP request through the global `fetch`; a non-2xx answer becomes a `VouchsafeError` with
-/// the server's `code`.
-async fn request(method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> Result<String, JsValue> {
-    let global = js_sys::global();
-    let fetch: Function = Reflect::get(&global, &JsValue::from_str("fetch"))?
-        .dyn_into()
-        .map_err(|_| error("network_error", "no fetch in this environment"))?;
-    let init = Object::new();
-    Reflect::set(&init, &"method".into(), &method.into())?;
-    let headers = Object::new();
-    if let Some(t) = token {
-        Reflect::set(&headers, &"authorization".into(), &format!("Bearer {t}").into())?;
-    }
-    if let Some(b) = body {
-        Reflect::set(&headers, &"content-type".into(), &"application/json".into())?;
-        Reflect::set(&init, &"body".into(), &b.into())?;
-    }
-    Reflect::set(&init, &"headers".into(), &headers)?;
-    let promise: Promise = fetch
-        .call2(&global, &url.into(), &init)?
-        .dyn_into()
-        .map_err(|_| error("network_error", "fetch did not return a promise"))?;
-    let response = JsFuture::from(promise)
-        .await
-        .map_err(|e| error("network_error", format!("cannot reach {url}: {}", describe(&e))))?;
-    let status = Reflect::get(&response, &"status".into())?.as_f64().unwrap_or(0.0) as u16;
-    let text_fn: Function = Reflect::get(&response, &"text".into())?.dyn_into()?;
-    let text_promise: Promise = text_fn.call0(&response)?.dyn_into()?;
-    let text = JsFuture::from(text_promise).await?.as_string().unwrap_or_default();
-    if (200..300).contains(&status) {
-        return Ok(text);
-    }
-    let parsed: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let code = parsed["error"]["code"].as_str().unwrap_or("server_error");
-    let message = parsed["error"]["message"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned);
-    Err(error(code, message))
-}
-
-fn describe(e: &JsValue) -> String {
-    Reflect::get(e, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_else(|| "network error".into())
 }
