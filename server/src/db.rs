@@ -228,8 +228,8 @@ impl Db {
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
                 // Bounded caches: memory must not grow with the number of vouchers streamed
-                // (docs/BENCHMARKS.md). 512 KiB of pages and 16 statements per connection.
-                .pragma("cache_size", "-512")
+                // (docs/BENCHMARKS.md). 128 KiB of pages and 16 statements per connection.
+                .pragma("cache_size", "-128")
                 .statement_cache_capacity(16);
             if let Some(dir) = opts.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
