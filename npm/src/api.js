@@ -60,21 +60,37 @@ const ECDSA_SHA256 = { name: "ECDSA", hash: "SHA-256" };
  */
 export function install(wasm) {
   const { DataKey, VoucherVerifier } = wasm;
+  // The wasm's internal halves, taken off the public prototypes: only this module calls them
+  // (`__rawKey` hands out the DEK for WebCrypto's importKey).
+  const internal = (cls, name) => {
+    const f = cls.prototype[name];
+    delete cls.prototype[name];
+    return f;
+  };
+  const prepareSeal = internal(DataKey, "__prepareSeal");
+  const rawKey = internal(DataKey, "__rawKey");
+  const prepareVerify = internal(VoucherVerifier, "__prepareVerify");
 
-  // The DEK imported into WebCrypto (non-extractable) by the first sealAsync, per DataKey.
+  // The DEK imported into WebCrypto (non-extractable) by the first sealAsync, per DataKey;
+  // dropped by dispose(), free() and `using`.
   const aesKeys = new WeakMap();
-  const dispose = DataKey.prototype.dispose;
+  const { dispose, free } = DataKey.prototype;
   DataKey.prototype.dispose = function () {
     aesKeys.delete(this);
     dispose.call(this);
   };
+  DataKey.prototype.free = function () {
+    aesKeys.delete(this);
+    free.call(this);
+  };
+  if (Symbol.dispose) DataKey.prototype[Symbol.dispose] = DataKey.prototype.free;
   DataKey.prototype.sealAsync = async function (data, options) {
     const s = subtle();
     if (!s) return this.seal(data, options);
-    const job = this.__prepareSeal(data, options);
+    const job = prepareSeal.call(this, data, options);
     try {
       let key = cached(aesKeys, this, () => {
-        const raw = this.__rawKey();
+        const raw = rawKey.call(this);
         return webCrypto(s, "importKey", "raw", raw, "AES-GCM", false, ["encrypt"]).finally(() => raw.fill(0));
       });
       if (key instanceof Promise) key = await key;
@@ -91,7 +107,7 @@ export function install(wasm) {
   VoucherVerifier.prototype.verifyAsync = async function (token, options) {
     const s = subtle();
     if (!s) return this.verify(token, options);
-    const job = this.__prepareVerify(token, options);
+    const job = prepareVerify.call(this, token, options);
     try {
       let keys = ecKeys.get(this);
       if (!keys) ecKeys.set(this, (keys = new Map()));

@@ -204,6 +204,8 @@ export function checks(vs, env) {
     const at = vectors.voucher_valid_at;
     const v = new vs.VoucherVerifier(vectors.jwks, { issuer: "https://keys.example.org", audience: "food-2026" });
     eq(v.verify(vectors.voucher, { now: at }), vectors.voucher_claims, "claims");
+    const together = await Promise.all([1, 2, 3].map(() => v.verifyAsync(vectors.voucher, { now: at })));
+    for (const c of together) eq(c, vectors.voucher_claims, "claims (verifyAsync, three at once sharing one key import)");
     eq(await v.verifyAsync(vectors.voucher, { now: at }), vectors.voucher_claims, "claims (verifyAsync)");
     eq(v.verify(vectors.voucher, { now: new Date(at * 1000) }).jti, "01J9Z8-0001", "now as a Date");
     const [h, p, s] = vectors.voucher.split(".");
@@ -301,6 +303,21 @@ export function checks(vs, env) {
     eq(await code(() => v.verify(list)), "bad_type", "a status list is not a voucher");
   });
 
+  check("KeyServerClient refuses bad arguments and reports an unreachable server", {}, async () => {
+    eq(await code(() => new vs.KeyServerClient("http://127.0.0.1:9").jwks()), "network_error", "nothing listening");
+    eq(await code(() => new vs.KeyServerClient("http://127.0.0.1:9").dataKey("pii")), "network_error", "dataKey too");
+    eq(await code(() => new vs.KeyServerClient("ftp://keys.example.org")), "invalid_argument", "url scheme");
+    eq(await code(() => new vs.KeyServerClient(42)), "invalid_argument", "url type");
+    eq(await code(() => new vs.KeyServerClient("https://keys.example.org", { token: 5 })), "invalid_argument", "token type");
+    eq(await code(() => new vs.KeyServerClient("https://keys.example.org").dataKey(5)), "invalid_argument", "name type");
+  });
+
+  check("the wasm's internal halves are not on the public classes", {}, async () => {
+    for (const [cls, name] of [[vs.DataKey, "__rawKey"], [vs.DataKey, "__prepareSeal"], [vs.VoucherVerifier, "__prepareVerify"]]) {
+      eq(name in cls.prototype, false, name);
+    }
+  });
+
   check("KeyServerClient against a running server: seal here, open there; verify its vouchers", { server: true }, async () => {
     ok(server, "no server");
     const { url, token, issuer } = server;
@@ -334,9 +351,6 @@ export function checks(vs, env) {
     const unauth = await code(() => new vs.KeyServerClient(url, { token: "wrong" }).dataKey("npm-pii"));
     eq(unauth, "unauthenticated", "bad token");
     eq(await code(() => client.dataKey("no-such-key")), "not_found", "unknown key");
-    eq(await code(() => new vs.KeyServerClient("http://127.0.0.1:9").jwks()), "network_error", "nothing listening");
-    eq(await code(() => new vs.KeyServerClient("ftp://keys.example.org")), "invalid_argument", "url scheme");
-    eq(await code(() => new vs.KeyServerClient(url, { token: 5 })), "invalid_argument", "token type");
     const slash = new vs.KeyServerClient(url + "//", { token });
     ok(Array.isArray((await slash.jwks()).keys), "trailing slashes on the base URL");
   });

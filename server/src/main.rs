@@ -71,15 +71,17 @@ enum TokenCommand {
     },
 }
 
-/// glibc's malloc gives a thread that meets contention an arena of its own (up to 8 per core)
-/// and each arena keeps what was freed in it; over a long voucher stream the arenas fill one by
-/// one, and peak memory grew ~35 % from a 10 000 to a 200 000 voucher stream. One arena, with
-/// glibc's per-thread caches in front of it, keeps that growth within the 20 % target at the same
-/// speed (docs/BENCHMARKS.md). `MALLOC_ARENA_MAX` in the environment still decides when set.
+/// glibc's malloc gives threads arenas of their own (up to 8 per core) and each arena keeps what
+/// was freed in it; over a long voucher stream the arenas fill one by one, and peak memory grew
+/// ~30 % from a 10 000 to a 200 000 voucher stream. One arena, with glibc's per-thread caches in
+/// front of it, keeps that growth near 10 %, for some throughput under heavy concurrency
+/// (docs/BENCHMARKS.md). An arena limit the operator set (`MALLOC_ARENA_MAX`, or
+/// `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) is left alone.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn bound_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
         // SAFETY: `mallopt` only sets a malloc tunable; it runs first thing in `main`, before
         // any other thread exists, with a documented parameter and a valid value.
         unsafe {
