@@ -31,9 +31,8 @@ async function webCrypto(s, method, ...args) {
 }
 
 /**
- * `map.get(key)` if it holds a ready value, else `make()`'s promise, shared by concurrent callers
- * and stored once it settles (no await at all on the common, cached path); a failure is not kept,
- * so a later call tries again.
+ * `map.get(key)` if it holds a value, else `make()`'s promise, shared by concurrent callers and
+ * replaced by its value once it settles; a failure is not kept, so a later call tries again.
  */
 function cached(map, key, make) {
   const hit = map.get(key);
@@ -89,11 +88,10 @@ export function install(wasm) {
     if (!s) return this.seal(data, options);
     const job = prepareSeal.call(this, data, options);
     try {
-      let key = cached(aesKeys, this, () => {
+      const key = await cached(aesKeys, this, () => {
         const raw = rawKey.call(this);
         return webCrypto(s, "importKey", "raw", raw, "AES-GCM", false, ["encrypt"]).finally(() => raw.fill(0));
       });
-      if (key instanceof Promise) key = await key;
       const params = { name: "AES-GCM", iv: job.iv, additionalData: job.aad, tagLength: 128 };
       const sealed = await webCrypto(s, "encrypt", params, key, job.data);
       return job.finish(new Uint8Array(sealed));
@@ -111,10 +109,9 @@ export function install(wasm) {
     try {
       let keys = ecKeys.get(this);
       if (!keys) ecKeys.set(this, (keys = new Map()));
-      let key = cached(keys, job.kid, () =>
+      const key = await cached(keys, job.kid, () =>
         webCrypto(s, "importKey", "jwk", JSON.parse(job.jwk), ECDSA_P256, false, ["verify"]),
       );
-      if (key instanceof Promise) key = await key;
       const valid = await webCrypto(s, "verify", ECDSA_SHA256, key, job.signature, job.signingInput);
       return job.finish(valid === true);
     } finally {
