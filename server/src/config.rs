@@ -12,7 +12,7 @@ use vouchsafe_keystore::KeystoreConfig;
 const SECTIONS: [&str; 7] = ["listen", "database_url", "issuer", "keystore", "auth", "vouchers", "web"];
 /// The only settings that are not strings; every other value from the environment stays a
 /// string, so a PIN of digits is a string and never appears in a type error.
-const NON_STRING_KEYS: [&str; 2] = ["max_sessions", "status_list_size"];
+const NON_STRING_KEYS: [&str; 3] = ["max_sessions", "inline_below_us", "status_list_size"];
 /// The settings that are booleans (`true`/`false`, `1`/`0` from the environment).
 const BOOL_KEYS: [&str; 1] = ["enabled"];
 

@@ -280,8 +280,9 @@ impl AppState {
     ) -> AppResult<T> {
         let ks = self.inner.keystore.clone();
         let start = Instant::now();
-        // An HSM call blocks: off the runtime. The soft keystore's work is a few microseconds of
-        // CPU, cheaper than the thread hand-off, so it runs in place.
+        // An HSM call blocks: the batcher runs it in place only while such calls are quick, one at
+        // a time, and otherwise off the runtime. The soft keystore's work is a few microseconds
+        // of CPU, cheaper than any hand-off, so it always runs in place.
         let res = if ks.blocking() {
             self.inner.batcher.call(f).await.ok_or_else(|| AppError::internal("keystore dispatcher stopped"))?
         } else {

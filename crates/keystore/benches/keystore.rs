@@ -64,8 +64,8 @@ fn ops(ks: &Arc<dyn KeyStore>) -> Vec<(&'static str, Op)> {
         (
             "DEK generate+wrap",
             Arc::new(move |ks: &dyn KeyStore| {
-                let dek = Dek::generate(&mut UnwrapErr(getrandom::SysRng));
-                ks.wrap_dek(KeyRef { kid: a1.1, kind: a1.2, handle: &a1.0 }, &dek).unwrap();
+                // What a datakey request asks of the keystore.
+                ks.new_dek(KeyRef { kid: a1.1, kind: a1.2, handle: &a1.0 }).unwrap();
             }) as Op,
         ),
         (

@@ -44,4 +44,9 @@ pub struct Pkcs11Config {
     pub pin_env: Option<String>,
     /// Most sessions open at once (one per concurrent operation); default 2 × CPUs, at least 4.
     pub max_sessions: Option<usize>,
+    /// While the token's calls take less than this many microseconds on average, the server
+    /// runs one call at a time on the request's own thread instead of handing it to a blocking
+    /// thread (an HSM on the same machine answers faster than a hand-off costs). Default 250;
+    /// 0 always hands calls off (for a network HSM whose calls may stall).
+    pub inline_below_us: Option<u64>,
 }

@@ -103,11 +103,23 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
         true
     }
 
+    /// For a blocking keystore: the average call time below which an async caller may still run
+    /// calls in place, one at a time (a local HSM answers in tens of microseconds, less than a
+    /// hand-off to another thread costs). `None`: always move calls off the runtime.
+    fn inline_below(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Creates a key of `kind` for version `kid` and returns the handle to store.
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError>;
 
     /// Wraps `dek` under the AES KEK `key` (AES-256-GCM, fresh 96-bit IV, RFC 7518 `A256GCMKW`).
     fn wrap_dek(&self, key: KeyRef<'_>, dek: &Dek) -> Result<WrappedDek, KeystoreError>;
+
+    /// A fresh DEK and its wrap under the AES KEK `key`: what a `datakey` request hands out. The
+    /// DEK and the wrap's IV come from one draw of the OS generator: a system call per value
+    /// was a measurable share of a datakey request (docs/BENCHMARKS.md).
+    fn new_dek(&self, key: KeyRef<'_>) -> Result<(Dek, WrappedDek), KeystoreError>;
 
     /// Unwraps a DEK; a wrong key or tampered input is [`KeystoreError::DecryptFailed`].
     fn unwrap_dek(&self, key: KeyRef<'_>, wrapped: &WrappedDek) -> Result<Dek, KeystoreError>;
@@ -185,6 +197,16 @@ pub(crate) fn key_use(kind: KeyKind) -> Option<vouchsafe_core::KeyUse> {
 
 pub(crate) fn expect_kind(key: &KeyRef<'_>, kind: KeyKind) -> Result<(), KeystoreError> {
     if key.kind == kind { Ok(()) } else { Err(KeystoreError::WrongKeyType) }
+}
+
+/// A fresh DEK and a fresh 96-bit IV for its wrap, from one call to the OS generator.
+pub(crate) fn dek_and_iv() -> Result<(Dek, [u8; 12]), KeystoreError> {
+    let mut buf = zeroize::Zeroizing::new([0u8; 44]);
+    os_random(&mut buf[..])?;
+    let (key, iv) = buf.split_at(32);
+    let dek = Dek::from_slice(key).map_err(|_| KeystoreError::Internal("DEK draw is not 32 bytes".into()))?;
+    let iv = iv.try_into().map_err(|_| KeystoreError::Internal("IV draw is not 12 bytes".into()))?;
+    Ok((dek, iv))
 }
 
 /// Fills `buf` from the operating system's generator (IVs, handles, soft key material).

@@ -27,7 +27,8 @@ use vouchsafe_core::{Dek, PublicJwk, SharedSecret, WrappedDek};
 use zeroize::Zeroizing;
 
 use crate::{
-    Health, KeyHandle, KeyKind, KeyRef, KeyStore, KeystoreError, Pkcs11Config, expect_kind, key_use, os_random,
+    Health, KeyHandle, KeyKind, KeyRef, KeyStore, KeystoreError, Pkcs11Config, dek_and_iv, expect_kind, key_use,
+    os_random,
 };
 
 /// DER of the prime256v1 OID, the `CKA_EC_PARAMS` of a P-256 key.
@@ -159,6 +160,9 @@ struct Pool {
 /// (CKA_ID, class tag) → (pool generation, handle).
 type ObjectCache = HashMap<(Vec<u8>, u8), (u64, ObjectHandle)>;
 
+/// `inline_below_us` by default: SoftHSM2 answers a wrap or a signature in 20–50 µs.
+const DEFAULT_INLINE_BELOW_US: u64 = 250;
+
 /// How long an operation waits for a free session before the keystore counts as unavailable.
 const SESSION_WAIT: Duration = Duration::from_secs(30);
 
@@ -169,6 +173,7 @@ pub struct Pkcs11KeyStore {
     token_label: String,
     pin: AuthPin,
     max_sessions: usize,
+    inline_below: Option<Duration>,
     pool: Mutex<Pool>,
     freed: Condvar,
     /// Object handles by (CKA_ID, class), tagged with the pool generation they were found in.
@@ -185,6 +190,7 @@ impl fmt::Debug for Pkcs11KeyStore {
             .field("token_label", &self.token_label)
             .field("pin", &"[redacted]")
             .field("max_sessions", &self.max_sessions)
+            .field("inline_below", &self.inline_below)
             .finish()
     }
 }
@@ -208,6 +214,10 @@ impl Pkcs11KeyStore {
             token_label: config.token_label.clone(),
             pin,
             max_sessions: config.max_sessions.unwrap_or((2 * cpus).max(4)).max(1),
+            inline_below: match config.inline_below_us.unwrap_or(DEFAULT_INLINE_BELOW_US) {
+                0 => None,
+                us => Some(Duration::from_micros(us)),
+            },
             pool: Mutex::new(Pool { idle: Vec::new(), open: 0, slot: None, generation: 0, waiters: 0 }),
             freed: Condvar::new(),
             objects: RwLock::default(),
@@ -422,6 +432,25 @@ impl Pkcs11KeyStore {
         Err(KeystoreError::Unavailable(last))
     }
 
+    /// AES-GCM wrap of `dek` under the token key `key` with the given fresh IV.
+    fn wrap_with_iv(&self, key: KeyRef<'_>, dek: &Dek, iv: [u8; 12]) -> Result<WrappedDek, KeystoreError> {
+        expect_kind(&key, KeyKind::Aes256Gcm)?;
+        let out = self.with_session(|s, g| {
+            let kek = self.object(s, g, &key.handle.0, ObjectClass::SECRET_KEY)?;
+            let mut iv = iv;
+            let params = GcmParams::new(&mut iv, &[], 128.into())?;
+            Ok(s.encrypt(&Mechanism::AesGcm(params), kek, dek.expose_secret())?)
+        })?;
+        let (ct, tag) =
+            out.split_at_checked(32).ok_or_else(|| KeystoreError::Internal("short AES-GCM output".into()))?;
+        Ok(WrappedDek {
+            kid: key.kid.to_string(),
+            iv,
+            tag: tag.try_into().map_err(|_| KeystoreError::Internal("AES-GCM tag is not 16 bytes".into()))?,
+            encrypted_key: ct.try_into().map_err(|_| KeystoreError::Internal("wrapped DEK is not 32 bytes".into()))?,
+        })
+    }
+
     fn object(&self, s: &Session, generation: u64, id: &[u8], class: ObjectClass) -> Result<ObjectHandle, OpError> {
         // Handles this provider makes are 16 random bytes. Anything else names no key of ours,
         // and must never reach C_FindObjects: an empty CKA_ID template can match other objects.
@@ -534,6 +563,10 @@ impl KeyStore for Pkcs11KeyStore {
         true
     }
 
+    fn inline_below(&self) -> Option<Duration> {
+        self.inline_below
+    }
+
     fn generate(&self, kid: &str, kind: KeyKind) -> Result<KeyHandle, KeystoreError> {
         let label = kid.as_bytes().to_vec();
         // Creating token objects concurrently makes SoftHSM's file store fail now and then with
@@ -565,23 +598,15 @@ impl KeyStore for Pkcs11KeyStore {
     }
 
     fn wrap_dek(&self, key: KeyRef<'_>, dek: &Dek) -> Result<WrappedDek, KeystoreError> {
-        expect_kind(&key, KeyKind::Aes256Gcm)?;
         let mut iv = [0u8; 12];
         os_random(&mut iv)?;
-        let out = self.with_session(|s, g| {
-            let kek = self.object(s, g, &key.handle.0, ObjectClass::SECRET_KEY)?;
-            let mut iv = iv;
-            let params = GcmParams::new(&mut iv, &[], 128.into())?;
-            Ok(s.encrypt(&Mechanism::AesGcm(params), kek, dek.expose_secret())?)
-        })?;
-        let (ct, tag) =
-            out.split_at_checked(32).ok_or_else(|| KeystoreError::Internal("short AES-GCM output".into()))?;
-        Ok(WrappedDek {
-            kid: key.kid.to_string(),
-            iv,
-            tag: tag.try_into().map_err(|_| KeystoreError::Internal("AES-GCM tag is not 16 bytes".into()))?,
-            encrypted_key: ct.try_into().map_err(|_| KeystoreError::Internal("wrapped DEK is not 32 bytes".into()))?,
-        })
+        self.wrap_with_iv(key, dek, iv)
+    }
+
+    fn new_dek(&self, key: KeyRef<'_>) -> Result<(Dek, WrappedDek), KeystoreError> {
+        let (dek, iv) = dek_and_iv()?;
+        let wrapped = self.wrap_with_iv(key, &dek, iv)?;
+        Ok((dek, wrapped))
     }
 
     fn unwrap_dek(&self, key: KeyRef<'_>, wrapped: &WrappedDek) -> Result<Dek, KeystoreError> {

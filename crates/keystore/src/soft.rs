@@ -20,7 +20,10 @@ use vouchsafe_core::rand_core::TryRng;
 use vouchsafe_core::{Dek, KeyAgreement, PublicJwk, SharedSecret, Signer, WrappedDek};
 use zeroize::Zeroizing;
 
-use crate::{Health, KeyHandle, KeyKind, KeyRef, KeyStore, KeystoreError, SoftConfig, expect_kind, key_use, os_random};
+use crate::{
+    Health, KeyHandle, KeyKind, KeyRef, KeyStore, KeystoreError, SoftConfig, dek_and_iv, expect_kind, key_use,
+    os_random,
+};
 
 const HANDLE_MAGIC: &[u8; 4] = b"VSK1";
 const HANDLE_LEN: usize = 4 + 12 + 1 + 32 + 16;
@@ -226,6 +229,14 @@ impl KeyStore for SoftKeyStore {
         let mut iv = [0u8; 12];
         os_random(&mut iv)?;
         Ok(gcmkw_wrap(kek, key.kid, iv, dek))
+    }
+
+    fn new_dek(&self, key: KeyRef<'_>) -> Result<(Dek, WrappedDek), KeystoreError> {
+        expect_kind(&key, KeyKind::Aes256Gcm)?;
+        let SoftKey::Aes(kek) = &*self.key(&key)? else { return Err(KeystoreError::WrongKeyType) };
+        let (dek, iv) = dek_and_iv()?;
+        let wrapped = gcmkw_wrap(kek, key.kid, iv, &dek);
+        Ok((dek, wrapped))
     }
 
     fn unwrap_dek(&self, key: KeyRef<'_>, wrapped: &WrappedDek) -> Result<Dek, KeystoreError> {

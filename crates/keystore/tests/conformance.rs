@@ -55,6 +55,26 @@ fn aes_round_trip(ks: Arc<dyn KeyStore>) {
     assert_eq!(ks.unwrap_dek(k, &w2).unwrap(), dek);
 }
 
+fn new_dek_is_fresh_and_unwraps(ks: Arc<dyn KeyStore>) {
+    let h = ks.generate("pii.v1", KeyKind::Aes256Gcm).unwrap();
+    let k = key("pii.v1", KeyKind::Aes256Gcm, &h);
+    let (d1, w1) = ks.new_dek(k).unwrap();
+    let (d2, w2) = ks.new_dek(k).unwrap();
+    assert_eq!(w1.kid, "pii.v1");
+    assert_ne!(d1, d2, "fresh DEK per call");
+    assert_ne!(w1.iv, w2.iv, "fresh IV per wrap");
+    // The IV is not taken from the DEK's bytes (both come from one draw).
+    assert!(!d1.expose_secret().windows(12).any(|w| w == w1.iv));
+    assert_eq!(ks.unwrap_dek(k, &w1).unwrap(), d1);
+    assert_eq!(ks.unwrap_dek(k, &w2).unwrap(), d2);
+    // What an ordinary wrap of the same DEK gives opens the same way.
+    assert_eq!(ks.unwrap_dek(k, &ks.wrap_dek(k, &d1).unwrap()).unwrap(), d1);
+    let ec = ks.generate("s.v1", KeyKind::EcdsaP256).unwrap();
+    assert!(matches!(ks.new_dek(key("s.v1", KeyKind::EcdsaP256, &ec)), Err(KeystoreError::WrongKeyType)));
+    let bogus = KeyHandle(vec![7; 16]);
+    assert!(matches!(ks.new_dek(key("pii.v9", KeyKind::Aes256Gcm, &bogus)), Err(KeystoreError::KeyNotFound)));
+}
+
 fn unwrap_refuses_tampering_and_other_keys(ks: Arc<dyn KeyStore>) {
     let h = ks.generate("pii.v1", KeyKind::Aes256Gcm).unwrap();
     let other = ks.generate("pii.v2", KeyKind::Aes256Gcm).unwrap();
@@ -263,6 +283,10 @@ macro_rules! conformance {
             #[test]
             fn aes_round_trip() {
                 super::aes_round_trip($make());
+            }
+            #[test]
+            fn new_dek_is_fresh_and_unwraps() {
+                super::new_dek_is_fresh_and_unwraps($make());
             }
             #[test]
             fn unwrap_refuses_tampering_and_other_keys() {

@@ -62,11 +62,7 @@ fn current_aes(rec: &KeyRecord) -> AppResult<&VersionRecord> {
 
 async fn wrap_new_dek(state: &AppState, rec: &KeyRecord) -> AppResult<(Dek, WrappedDek)> {
     let (kid, kind, handle) = version_ref(current_aes(rec)?, rec.kind);
-    let dek = Dek::generate(&mut UnwrapErr(SysRng));
-    let d = dek.clone();
-    let wrapped =
-        state.keystore_call("wrap", move |ks| ks.wrap_dek(KeyRef { kid: &kid, kind, handle: &handle }, &d)).await?;
-    Ok((dek, wrapped))
+    state.keystore_call("wrap", move |ks| ks.new_dek(KeyRef { kid: &kid, kind, handle: &handle })).await
 }
 
 /// `POST /v1/keys/{name}/datakey` (the body may also be empty).

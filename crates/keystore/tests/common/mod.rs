@@ -79,6 +79,7 @@ pub fn pkcs11_config() -> Pkcs11Config {
         pin: Some(PIN.to_string().into()),
         pin_env: None,
         max_sessions: Some(8),
+        inline_below_us: None,
     }
 }
 
