@@ -18,6 +18,9 @@ use crate::error::{AppError, AppResult};
 
 /// Vouchers signed per keystore call and recorded per transaction in a batch.
 pub const CHUNK: usize = 512;
+
+/// The first chunk of a run; each next one is twice as large, up to [`CHUNK`].
+const FIRST_CHUNK: usize = 32;
 /// Indices an instance reserves at a time for single issuance.
 const INDEX_BLOCK: i64 = 256;
 /// Most bytes the caller's extra claims may take (vouchers travel as QR codes).
@@ -78,13 +81,44 @@ pub async fn signing_key(state: &AppState) -> AppResult<SigningKey> {
 
 /// A fresh voucher id: 128 random bits, base64url.
 pub fn new_jti() -> AppResult<String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(AppError::internal)?;
-    Ok(b64e(&b))
+    JtiSource::new(1).draw()
+}
+
+/// Voucher ids, 128 random bits each, drawn from the OS generator up to 64 at a time: a batch of
+/// 100 000 makes ~1 600 system calls instead of 100 000. Ids are public (they travel in the
+/// token), so the few drawn ahead and held in memory reveal nothing.
+#[derive(Debug)]
+pub struct JtiSource {
+    /// Drawn, not yet handed out.
+    ready: Vec<u8>,
+    /// Ids still expected; draws are sized by it.
+    expected: usize,
+}
+
+impl JtiSource {
+    const MAX_DRAW: usize = 64;
+
+    /// A source for about `expected` ids (more are fine).
+    pub fn new(expected: usize) -> Self {
+        JtiSource { ready: Vec::new(), expected: expected.max(1) }
+    }
+
+    /// The next id.
+    pub fn draw(&mut self) -> AppResult<String> {
+        if self.ready.len() < 16 {
+            let n = self.expected.clamp(1, Self::MAX_DRAW);
+            self.ready.resize(16 * n, 0);
+            getrandom::fill(&mut self.ready).map_err(AppError::internal)?;
+        }
+        self.expected = self.expected.saturating_sub(1);
+        let id = b64e(&self.ready[self.ready.len() - 16..]);
+        self.ready.truncate(self.ready.len() - 16);
+        Ok(id)
+    }
 }
 
 /// The claims a request asks for (no status yet), checked against every rule; `now` in seconds.
-pub fn draft(state: &AppState, req: IssueRequest, now: i64) -> AppResult<VoucherClaims> {
+pub fn draft(state: &AppState, req: IssueRequest, now: i64, jtis: &mut JtiSource) -> AppResult<VoucherClaims> {
     let cfg = &state.config().vouchers;
     let expires_in = req.expires_in.unwrap_or(cfg.default_expires_in);
     if expires_in == 0 || expires_in > cfg.max_expires_in {
@@ -105,7 +139,7 @@ pub fn draft(state: &AppState, req: IssueRequest, now: i64) -> AppResult<Voucher
         iss: state.config().issuer.clone(),
         sub: req.sub,
         aud: req.aud,
-        jti: new_jti()?,
+        jti: jtis.draw()?,
         iat: now,
         nbf,
         exp: nbf.max(now) + expires_in as i64,
@@ -239,8 +273,11 @@ pub fn issue_stream(state: AppState, caller: Caller, mut input: mpsc::Receiver<E
     let st = state.clone();
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(CHUNK);
-        while input.recv_many(&mut buf, CHUNK).await > 0 {
-            let entries = std::mem::replace(&mut buf, Vec::with_capacity(CHUNK));
+        // The first chunks are small so the keystore starts signing early; then they double.
+        let mut limit = FIRST_CHUNK;
+        while input.recv_many(&mut buf, limit).await > 0 {
+            limit = (2 * limit).min(CHUNK);
+            let entries = std::mem::replace(&mut buf, Vec::with_capacity(limit));
             let chunk = prepare_chunk(&st, entries).await;
             let failed = chunk.is_err();
             if prep_tx.send(chunk).await.is_err() || failed {
@@ -424,4 +461,22 @@ pub async fn status_token(state: &AppState, list: i64) -> AppResult<Arc<String>>
     let token = Arc::new(token);
     state.cache_status(list, token.clone(), generation);
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jti_sources_give_distinct_128_bit_ids() {
+        let mut ids = std::collections::HashSet::new();
+        for expected in [1, 3, 64, 1000, usize::MAX] {
+            let mut src = JtiSource::new(expected);
+            for _ in 0..200 {
+                let id = src.draw().unwrap();
+                assert_eq!(vouchsafe_core::b64d(&id, "jti").unwrap().len(), 16, "{id}");
+                assert!(ids.insert(id), "ids never repeat");
+            }
+        }
+    }
 }

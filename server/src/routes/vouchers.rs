@@ -52,7 +52,7 @@ pub async fn issue(
 ) -> AppResult<(StatusCode, Json<Issued>)> {
     authorize(&state, &caller, Permission::VouchersIssue, "vouchers.issue", "vouchers").await?;
     let result = async {
-        let claims = vouchers::draft(&state, req, now_ms() / 1000)?;
+        let claims = vouchers::draft(&state, req, now_ms() / 1000, &mut vouchers::JtiSource::new(1))?;
         vouchers::issue_one(&state, &caller, claims).await
     }
     .await;
@@ -127,8 +127,9 @@ async fn json_batch(state: AppState, caller: Caller, body: Body) -> AppResult<Re
     }
     let now = now_ms() / 1000;
     let mut drafts = Vec::with_capacity(req.items.len());
+    let mut jtis = vouchers::JtiSource::new(req.items.len());
     for (i, item) in req.items.into_iter().enumerate() {
-        let claims = vouchers::draft(&state, item, now)
+        let claims = vouchers::draft(&state, item, now, &mut jtis)
             .map_err(|e| AppError::new(e.status, e.code, format!("items[{i}]: {}", e.message)).with("index", i))?;
         drafts.push(claims);
     }
@@ -237,14 +238,15 @@ async fn read_ndjson(state: AppState, body: Body, tx: mpsc::Sender<Entry>, broke
     let mut line_no = 0u64;
     // Inside an over-long line: drop bytes until its newline.
     let mut skipping = false;
-    let entry = |line: &[u8], line_no: u64| -> Option<Entry> {
+    let mut jtis = vouchers::JtiSource::new(usize::MAX);
+    let mut entry = |line: &[u8], line_no: u64| -> Option<Entry> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
         Some(match serde_json::from_slice::<IssueRequest>(line) {
             Err(e) => Entry::Rejected(line_no, AppError::invalid(format!("invalid voucher request: {e}"))),
-            Ok(r) => match vouchers::draft(&state, r, now_ms() / 1000) {
+            Ok(r) => match vouchers::draft(&state, r, now_ms() / 1000, &mut jtis) {
                 Ok(c) => Entry::Draft(line_no, c),
                 Err(e) => Entry::Rejected(line_no, e),
             },
