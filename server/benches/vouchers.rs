@@ -231,14 +231,17 @@ async fn run(provider: &str, ks: Arc<dyn KeyStore>, smoke: bool) {
 /// Vouchers streamed through a server before a warm measurement.
 const WARM_UP: usize = 10_000;
 
-/// Peak resident memory (KiB) of `vouchsafe serve` (soft keystore, SQLite) while it streams `n`
-/// vouchers: in a fresh process (`warm` false), or after a warm-up stream of [`WARM_UP`].
-async fn peak_memory(n: usize, warm: bool) -> u64 {
-    let dir = tempfile::tempdir().unwrap();
+/// `vouchsafe serve` (the real binary, as shipped: one malloc arena) in `dir` with extra
+/// environment `env`, and a token for it that may issue vouchers.
+async fn spawn_server(
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+) -> (std::process::Child, std::net::SocketAddr, String) {
     let bin = env!("CARGO_BIN_EXE_vouchsafe");
     let made = std::process::Command::new(bin)
         .args(["token", "new", "bench", "--permission", "vouchers:issue"])
-        .current_dir(dir.path())
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
@@ -248,9 +251,10 @@ async fn peak_memory(n: usize, warm: bool) -> u64 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut child = std::process::Command::new(bin)
+    let child = std::process::Command::new(bin)
         .arg("serve")
-        .current_dir(dir.path())
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("VOUCHSAFE_LISTEN", format!("127.0.0.1:{port}"))
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -264,6 +268,54 @@ async fn peak_memory(n: usize, warm: bool) -> u64 {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (child, addr, token)
+}
+
+/// The real binary on this process's SoftHSM token streaming `n` vouchers from this process
+/// (an outside client), against the raw signing rate on the same token right before and after.
+async fn real_binary_stream_softhsm(ks: Arc<dyn KeyStore>, n: usize, smoke: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("VOUCHSAFE_KEYSTORE__PROVIDER", "pkcs11".to_string()),
+        ("VOUCHSAFE_KEYSTORE__MODULE", softhsm::module_path().display().to_string()),
+        ("VOUCHSAFE_KEYSTORE__TOKEN_LABEL", softhsm::token_label().to_string()),
+        ("VOUCHSAFE_KEYSTORE__PIN_ENV", "VOUCHSAFE_BENCH_HSM_PIN".to_string()),
+        ("VOUCHSAFE_BENCH_HSM_PIN", softhsm::PIN.to_string()),
+    ];
+    let (mut child, addr, token) = spawn_server(dir.path(), &env).await;
+    let raw = |secs: f64| {
+        let ks = ks.clone();
+        let d = if smoke { Duration::from_millis(100) } else { Duration::from_secs_f64(secs) };
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let h = ks.generate("raw-bench.v1", KeyKind::EcdsaP256).unwrap();
+                raw_signs(&ks, "raw-bench.v1", &h, d).0
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // A first short stream makes the server create its voucher key and warm up.
+    assert_eq!(stream_with_token(addr, 1_000, &token).await.0, 1_000);
+    let before = raw(2.0).await;
+    let (got, took) = stream_with_token(addr, n, &token).await;
+    let after = raw(2.0).await;
+    assert_eq!(got, n);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rate = n as f64 / took.as_secs_f64();
+    println!(
+        "| SoftHSM2 | issue, NDJSON stream of {n}, real binary (one malloc arena), outside client | {rate:.0} vouchers/s ({:.0}% of raw {before:.0}/{after:.0} before/after), {:.2} s | 1 | | |",
+        200.0 * rate / (before + after),
+        took.as_secs_f64()
+    );
+}
+
+/// Peak resident memory (KiB) of `vouchsafe serve` (soft keystore, SQLite) while it streams `n`
+/// vouchers: in a fresh process (`warm` false), or after a warm-up stream of [`WARM_UP`].
+async fn peak_memory(n: usize, warm: bool) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, token) = spawn_server(dir.path(), &[]).await;
     let hwm = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
@@ -338,6 +390,7 @@ fn main() {
         }
         if only.is_empty() || only == "softhsm" {
             run("SoftHSM2", softhsm::softhsm(), smoke).await;
+            real_binary_stream_softhsm(softhsm::softhsm(), if smoke { 1_000 } else { 100_000 }, smoke).await;
         }
         if only.is_empty() || only == "memory" {
             let sizes: &[usize] = if smoke { &[500, 2_000] } else { &[10_000, 50_000, 100_000, 200_000] };
