@@ -7,7 +7,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{AuditEntry, Db, VoucherRow};
+use crate::db::{AUDIT_HEAD_STALE, AuditEntry, AuditHead, Db, VoucherRow};
 use crate::error::{AppError, AppResult};
 
 /// Most writes committed in one transaction.
@@ -83,9 +83,13 @@ impl AuditLog {
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    // On SQLite the writer remembers the chain's head between batches instead of reading it in
+    // every transaction; an append from a stale head is refused by the database (`seq` is the
+    // primary key) and retried from a fresh one.
+    let mut head: Option<AuditHead> = None;
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<Write> = batch.iter().map(|(w, _)| w.clone()).collect();
-        let result = apply(&db, &writes).await;
+        let result = apply_fresh(&db, &writes, &mut head).await;
         match result {
             Ok(outcomes) => {
                 for ((_, reply), won) in batch.drain(..).zip(outcomes) {
@@ -128,11 +132,38 @@ async fn retry_alone(db: &Db, w: &Write) -> AppResult<bool> {
         }
         _ => {}
     }
-    apply(db, std::slice::from_ref(w)).await.map(|o| o[0])
+    apply_fresh(db, std::slice::from_ref(w), &mut None).await.map(|o| o[0])
 }
 
-/// Applies `writes` and their entries in one transaction; per write, whether it took effect.
-async fn apply(db: &Db, writes: &[Write]) -> AppResult<Vec<bool>> {
+/// [`apply`], once more from a freshly read head if the remembered one was stale. Forgets the
+/// head on any failure: a commit whose outcome is unknown may have moved it.
+async fn apply_fresh(db: &Db, writes: &[Write], head: &mut Option<AuditHead>) -> AppResult<Vec<bool>> {
+    let mut result = apply(db, writes, head).await;
+    if result.as_ref().is_err_and(|e| e.code == AUDIT_HEAD_STALE) {
+        *head = None;
+        result = apply(db, writes, head).await;
+    }
+    if result.is_err() {
+        *head = None;
+    }
+    result
+}
+
+/// Applies `writes` and their entries atomically; per write, whether it took effect. Only audit
+/// entries on SQLite from a remembered head: one INSERT statement, atomic by itself. Otherwise
+/// one transaction, which on SQLite reads the head under the write lock (so a retry after a
+/// stale head cannot be stale again, whoever else appends).
+async fn apply(db: &Db, writes: &[Write], head: &mut Option<AuditHead>) -> AppResult<Vec<bool>> {
+    if matches!(db, Db::Sqlite(_))
+        && writes.iter().all(|w| matches!(w, Write::Audit(_)))
+        && let Some(from) = head.take()
+    {
+        let entries: Vec<AuditEntry> = writes.iter().map(|w| w.entry().clone()).collect();
+        if let Some(appended) = db.append_audit_autocommit(&from, &entries).await {
+            *head = Some(appended?);
+            return Ok(vec![true; writes.len()]);
+        }
+    }
     let mut tx = db.begin().await?;
     let rows: Vec<VoucherRow> = writes
         .iter()
@@ -158,7 +189,11 @@ async fn apply(db: &Db, writes: &[Write]) -> AppResult<Vec<bool>> {
         }
         outcomes.push(took);
     }
-    tx.append_audit(&entries).await?;
+    let remembered = if matches!(db, Db::Sqlite(_)) { head.take() } else { None };
+    let (_, appended) = tx.append_audit_after(remembered.as_ref(), &entries).await?;
     tx.commit().await?;
+    if matches!(db, Db::Sqlite(_)) {
+        *head = Some(appended);
+    }
     Ok(outcomes)
 }

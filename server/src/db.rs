@@ -236,7 +236,11 @@ impl Db {
                     .map_err(|e| AppError::internal(format!("cannot create {}: {e}", dir.display())))?;
             }
             // One writer at a time whatever the pool size; four connections leave room for readers.
-            let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+            // No ping before each use: a SQLite connection is a local file handle that does not go
+            // stale, and the ping is one more round trip to its worker thread on every query (a
+            // failed worker still surfaces as `WorkerCrashed`, a 503).
+            let pool =
+                SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(opts).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(AppError::internal)?;
             Db::Sqlite(pool)
         } else {
@@ -443,56 +447,166 @@ impl Tx {
     /// Appends entries to the audit chain: locks the head, links each entry to the one before,
     /// moves the head. Commits with the rest of the transaction or not at all.
     pub async fn append_audit(&mut self, entries: &[AuditEntry]) -> AppResult<Vec<i64>> {
-        let (mut seq, mut prev): (i64, String) = match self {
-            Tx::Sqlite(t) => {
-                let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut **t).await?;
-                (r.try_get("seq")?, r.try_get("hash")?)
-            }
-            Tx::Postgres(t) => {
-                let r =
-                    sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut **t).await?;
-                (r.try_get("seq")?, r.try_get("hash")?)
-            }
+        let first = self.append_audit_after(None, entries).await?.0;
+        Ok((first..first + entries.len() as i64).collect())
+    }
+
+    /// [`Tx::append_audit`] from a head the caller remembers (SQLite only; on PostgreSQL the head
+    /// is always read and locked, as other instances append too). Returns the first new `seq`
+    /// and the new head. A stale head fails with [`AUDIT_HEAD_STALE`] and changes nothing.
+    pub async fn append_audit_after(
+        &mut self,
+        head: Option<&AuditHead>,
+        entries: &[AuditEntry],
+    ) -> AppResult<(i64, AuditHead)> {
+        let head = match (&mut *self, head) {
+            (Tx::Sqlite(_), Some(h)) => h.clone(),
+            // `BEGIN IMMEDIATE` holds SQLite's write lock already.
+            (Tx::Sqlite(t), None) => AuditHead::from_row(
+                &sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut **t).await?,
+            )?,
+            (Tx::Postgres(t), _) => AuditHead::from_row(
+                &sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut **t).await?,
+            )?,
         };
         let ts = now_ms();
-        // Link the whole batch first, then write it with one multi-row INSERT per chunk: every
-        // statement is a round trip (to SQLite's worker thread, or to PostgreSQL).
-        let mut rows = Vec::with_capacity(entries.len());
-        for e in entries {
-            seq += 1;
-            let hash = audit_hash(&prev, seq, ts, e);
-            rows.push((
-                seq,
-                e,
-                e.detail.as_ref().map(|d| d.to_string()),
-                std::mem::replace(&mut prev, hash.clone()),
-                hash,
-            ));
+        let (rows, new_head) = link(&head, ts, entries);
+        match self {
+            // One statement whatever the count; the trigger moves the head (migration 0005).
+            Tx::Sqlite(t) => sqlite_insert_audit(&mut **t, ts, &rows).await?,
+            Tx::Postgres(t) => {
+                // Multi-row INSERTs in a few fixed shapes: every statement is a round trip.
+                for block in insert_blocks(rows.len()) {
+                    let chunk = &rows[block];
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, detail, prev_hash, hash) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.seq)
+                            .push_bind(ts)
+                            .push_bind(r.entry.actor.as_str())
+                            .push_bind(r.entry.action.as_str())
+                            .push_bind(r.entry.target.as_str())
+                            .push_bind(r.entry.outcome.as_str())
+                            .push_bind(r.detail.as_deref())
+                            .push_bind(r.prev_hash.as_str())
+                            .push_bind(r.hash.as_str());
+                    });
+                    q.build().execute(&mut **t).await?;
+                }
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(new_head.seq)
+                    .bind(&new_head.hash)
+                    .execute(&mut **t)
+                    .await?;
+            }
         }
-        for block in insert_blocks(rows.len()) {
-            let chunk = &rows[block];
-            on_tx!(self, c => {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, detail, prev_hash, hash) ",
-                );
-                q.push_values(chunk, |mut b, (seq, e, detail, prev_hash, hash)| {
-                    b.push_bind(*seq)
-                        .push_bind(ts)
-                        .push_bind(e.actor.as_str())
-                        .push_bind(e.action.as_str())
-                        .push_bind(e.target.as_str())
-                        .push_bind(e.outcome.as_str())
-                        .push_bind(detail.as_deref())
-                        .push_bind(prev_hash.as_str())
-                        .push_bind(hash.as_str());
-                });
-                q.build().execute(c).await?.rows_affected()
-            });
-        }
-        let seqs = rows.iter().map(|r| r.0).collect();
-        on_tx!(self, c => sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(seq).bind(&prev).execute(c).await?.rows_affected());
-        Ok(seqs)
+        Ok((head.seq + 1, new_head))
+    }
+}
+
+/// The code of the error an append from a stale audit head fails with.
+pub const AUDIT_HEAD_STALE: &str = "audit_head_stale";
+
+/// The end of the audit chain: the last entry's `seq` and `hash`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The last entry's position (0 before the first).
+    pub seq: i64,
+    /// The last entry's hash ([`GENESIS_HASH`] before the first).
+    pub hash: String,
+}
+
+impl AuditHead {
+    fn from_row<R: Row>(r: &R) -> AppResult<Self>
+    where
+        for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        for<'a> &'a str: sqlx::ColumnIndex<R>,
+    {
+        Ok(AuditHead { seq: r.try_get("seq")?, hash: r.try_get("hash")? })
+    }
+}
+
+/// An entry linked into the chain, ready to store.
+struct LinkedEntry<'a> {
+    seq: i64,
+    entry: &'a AuditEntry,
+    detail: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Links `entries` after `head`, all stamped `ts`; returns them and the new head.
+fn link<'a>(head: &AuditHead, ts: i64, entries: &'a [AuditEntry]) -> (Vec<LinkedEntry<'a>>, AuditHead) {
+    let (mut seq, mut prev) = (head.seq, head.hash.clone());
+    let mut rows = Vec::with_capacity(entries.len());
+    for entry in entries {
+        seq += 1;
+        let hash = audit_hash(&prev, seq, ts, entry);
+        let prev_hash = std::mem::replace(&mut prev, hash.clone());
+        rows.push(LinkedEntry { seq, entry, detail: entry.detail.as_ref().map(|d| d.to_string()), prev_hash, hash });
+    }
+    (rows, AuditHead { seq, hash: prev })
+}
+
+/// Inserts linked entries into SQLite's audit log with one statement of one shape whatever their
+/// number: the rows travel as one JSON array. A `seq` already taken means the head was stale.
+async fn sqlite_insert_audit<'c, E>(c: E, ts: i64, rows: &[LinkedEntry<'_>]) -> AppResult<()>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let array: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let e = r.entry;
+            (r.seq, &e.actor, &e.action, &e.target, &e.outcome, &r.detail, &r.prev_hash, &r.hash)
+        })
+        .collect();
+    let json = serde_json::to_string(&array).map_err(AppError::internal)?;
+    let res = sqlx::query(
+        "INSERT INTO audit_log (seq, ts, actor, action, target, outcome, detail, prev_hash, hash) \
+         SELECT value ->> 0, $1, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
+                value ->> 6, value ->> 7 \
+         FROM json_each($2) ORDER BY key",
+    )
+    .bind(ts)
+    .bind(json)
+    .execute(c)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            AUDIT_HEAD_STALE,
+            "the audit chain moved on while this entry was being linked; retry",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Db {
+    /// The audit chain's head.
+    pub async fn audit_head(&self) -> AppResult<AuditHead> {
+        on_db!(self, p => AuditHead::from_row(&sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(p).await?))
+    }
+
+    /// Appends `entries` after `head` without a transaction of its own (SQLite: a single
+    /// statement is atomic), returning the new head. A stale head fails with
+    /// [`AUDIT_HEAD_STALE`] and changes nothing. `None` on PostgreSQL, where every append
+    /// reads and locks the head in a transaction ([`Tx::append_audit`]).
+    pub async fn append_audit_autocommit(
+        &self,
+        head: &AuditHead,
+        entries: &[AuditEntry],
+    ) -> Option<AppResult<AuditHead>> {
+        let Db::Sqlite(p) = self else { return None };
+        let ts = now_ms();
+        let (rows, new_head) = link(head, ts, entries);
+        Some(sqlite_insert_audit(p, ts, &rows).await.map(|()| new_head))
     }
 }
 
@@ -553,10 +667,7 @@ impl Db {
                 expected_seq += 1;
             }
         }
-        let (head_seq, head_hash): (i64, String) = on_db!(self, p => {
-            let r = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(p).await?;
-            (r.try_get("seq")?, r.try_get("hash")?)
-        });
+        let AuditHead { seq: head_seq, hash: head_hash } = self.audit_head().await?;
         if head_seq != expected_seq - 1 || head_hash != prev {
             return Ok(ChainCheck::Broken {
                 seq: head_seq.min(expected_seq),

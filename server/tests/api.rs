@@ -552,3 +552,68 @@ async fn concurrent_rotations_on_sqlite_all_land_in_order() {
     let (_, jwks) = app.call("GET", "/.well-known/jwks.json", None, None).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 9);
 }
+
+/// Two server instances (two audit writers, each remembering the chain's head) and key
+/// operations appending in their own transactions, all on one SQLite file: every append from a
+/// stale head is refused and redone, so the chain stays one line and no request fails.
+#[tokio::test]
+async fn two_instances_on_one_sqlite_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("vs.db").display());
+    let a = common::app_on(Backend::SqliteSoft, &url, None).await;
+    let b = common::app_on(Backend::SqliteSoft, &url, None).await;
+    a.create_key("pii", "aes256-gcm").await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let app = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            if i % 10 == 0 {
+                app.post("/v1/keys/pii/rotate", ADMIN, json!({})).await.0
+            } else {
+                app.post("/v1/keys/pii/datakey", ENCRYPTOR, json!({})).await.0
+            }
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let check = a.state.db().verify_audit_chain().await.unwrap();
+    // create + 60 operations.
+    assert!(matches!(check, ChainCheck::Intact { entries } if entries >= 61), "{check:?}");
+    let (status, audit) = b.get("/v1/audit?limit=1000", AUDITOR).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "keys.datakey").count(), 54);
+    assert_eq!(actions.iter().filter(|a| **a == "keys.rotate").count(), 6);
+}
+
+/// SQLite appends link from a head the writer remembers; one from a stale head is refused whole
+/// (the writer then reads the head again), and the trigger keeps the stored head on the last entry.
+#[tokio::test]
+async fn sqlite_append_from_a_stale_head_is_refused() {
+    use vouchsafe_server::db::{AUDIT_HEAD_STALE, AuditEntry};
+    let app = common::test_app(Backend::SqliteSoft).await;
+    let db = app.state.db();
+    let entry = AuditEntry {
+        actor: "test".into(),
+        action: "test.append".into(),
+        target: "chain".into(),
+        outcome: "ok".into(),
+        detail: Some(json!({ "n": 1 })),
+    };
+    let head = db.audit_head().await.unwrap();
+    let moved = db.append_audit_autocommit(&head, &[entry.clone(), entry.clone()]).await.unwrap().unwrap();
+    assert_eq!(moved.seq, head.seq + 2);
+    assert_eq!(db.audit_head().await.unwrap(), moved);
+    let err = db.append_audit_autocommit(&head, std::slice::from_ref(&entry)).await.unwrap().unwrap_err();
+    assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, AUDIT_HEAD_STALE));
+    assert_eq!(db.audit_head().await.unwrap(), moved);
+    // A transaction appending from the stale head is refused the same way.
+    let mut tx = db.begin().await.unwrap();
+    let err = tx.append_audit_after(Some(&head), std::slice::from_ref(&entry)).await.unwrap_err();
+    assert_eq!(err.code, AUDIT_HEAD_STALE);
+    drop(tx);
+    assert_eq!(db.verify_audit_chain().await.unwrap(), ChainCheck::Intact { entries: moved.seq });
+}
