@@ -7,7 +7,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{AUDIT_HEAD_STALE, AuditEntry, AuditHead, Db, VoucherRow};
+use crate::db::{AUDIT_HEAD_STALE, AppendConn, AuditEntry, AuditHead, Db, VoucherRow};
 use crate::error::{AppError, AppResult};
 
 /// Most writes committed in one transaction.
@@ -83,13 +83,10 @@ impl AuditLog {
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-    // On SQLite the writer remembers the chain's head between batches instead of reading it in
-    // every transaction; an append from a stale head is refused by the database (`seq` is the
-    // primary key) and retried from a fresh one.
-    let mut head: Option<AuditHead> = None;
+    let mut chain = Chain::default();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let writes: Vec<Write> = batch.iter().map(|(w, _)| w.clone()).collect();
-        let result = apply_fresh(&db, &writes, &mut head).await;
+        let result = apply_fresh(&db, &writes, &mut chain).await;
         match result {
             Ok(outcomes) => {
                 for ((_, reply), won) in batch.drain(..).zip(outcomes) {
@@ -132,19 +129,29 @@ async fn retry_alone(db: &Db, w: &Write) -> AppResult<bool> {
         }
         _ => {}
     }
-    apply_fresh(db, std::slice::from_ref(w), &mut None).await.map(|o| o[0])
+    apply_fresh(db, std::slice::from_ref(w), &mut Chain::default()).await.map(|o| o[0])
+}
+
+/// What the writer keeps between batches on SQLite: the chain's head, instead of reading it in
+/// every transaction (an append from a stale head is refused by the database, `seq` being the
+/// primary key, and redone from a fresh one), and its own connection for appends.
+#[derive(Default)]
+struct Chain {
+    head: Option<AuditHead>,
+    conn: Option<AppendConn>,
 }
 
 /// [`apply`], once more from a freshly read head if the remembered one was stale. Forgets the
-/// head on any failure: a commit whose outcome is unknown may have moved it.
-async fn apply_fresh(db: &Db, writes: &[Write], head: &mut Option<AuditHead>) -> AppResult<Vec<bool>> {
-    let mut result = apply(db, writes, head).await;
+/// head and the connection on any failure: a commit whose outcome is unknown may have moved the
+/// head, and the connection may be broken.
+async fn apply_fresh(db: &Db, writes: &[Write], chain: &mut Chain) -> AppResult<Vec<bool>> {
+    let mut result = apply(db, writes, chain).await;
     if result.as_ref().is_err_and(|e| e.code == AUDIT_HEAD_STALE) {
-        *head = None;
-        result = apply(db, writes, head).await;
+        chain.head = None;
+        result = apply(db, writes, chain).await;
     }
     if result.is_err() {
-        *head = None;
+        *chain = Chain::default();
     }
     result
 }
@@ -153,14 +160,17 @@ async fn apply_fresh(db: &Db, writes: &[Write], head: &mut Option<AuditHead>) ->
 /// entries on SQLite from a remembered head: one INSERT statement, atomic by itself. Otherwise
 /// one transaction, which on SQLite reads the head under the write lock (so a retry after a
 /// stale head cannot be stale again, whoever else appends).
-async fn apply(db: &Db, writes: &[Write], head: &mut Option<AuditHead>) -> AppResult<Vec<bool>> {
+async fn apply(db: &Db, writes: &[Write], chain: &mut Chain) -> AppResult<Vec<bool>> {
     if matches!(db, Db::Sqlite(_))
         && writes.iter().all(|w| matches!(w, Write::Audit(_)))
-        && let Some(from) = head.take()
+        && let Some(from) = chain.head.take()
     {
-        let entries: Vec<AuditEntry> = writes.iter().map(|w| w.entry().clone()).collect();
-        if let Some(appended) = db.append_audit_autocommit(&from, &entries).await {
-            *head = Some(appended?);
+        if chain.conn.is_none() {
+            chain.conn = db.append_conn().await?;
+        }
+        if let Some(conn) = chain.conn.as_mut() {
+            let entries: Vec<AuditEntry> = writes.iter().map(|w| w.entry().clone()).collect();
+            chain.head = Some(conn.append(&from, &entries).await?);
             return Ok(vec![true; writes.len()]);
         }
     }
@@ -189,11 +199,11 @@ async fn apply(db: &Db, writes: &[Write], head: &mut Option<AuditHead>) -> AppRe
         }
         outcomes.push(took);
     }
-    let remembered = if matches!(db, Db::Sqlite(_)) { head.take() } else { None };
+    let remembered = if matches!(db, Db::Sqlite(_)) { chain.head.take() } else { None };
     let (_, appended) = tx.append_audit_after(remembered.as_ref(), &entries).await?;
     tx.commit().await?;
     if matches!(db, Db::Sqlite(_)) {
-        *head = Some(appended);
+        chain.head = Some(appended);
     }
     Ok(outcomes)
 }

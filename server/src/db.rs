@@ -193,18 +193,36 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// `hash = SHA-256(prev_hash ‖ "\n" ‖ JSON [seq, ts, actor, action, target, outcome, detail])`,
 /// hex. A JSON array leaves no ambiguity about where one field ends.
+#[allow(clippy::expect_used)]
 pub fn audit_hash(prev_hash: &str, seq: i64, ts: i64, e: &AuditEntry) -> String {
-    let body = serde_json::json!([seq, ts, e.actor, e.action, e.target, e.outcome, e.detail]);
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
-    h.update(body.to_string().as_bytes());
+    // The JSON is written straight into the hash; a tuple serialises as the same compact array
+    // as `json!([...])` would, without building it first.
+    let body = (seq, ts, &e.actor, &e.action, &e.target, &e.outcome, &e.detail);
+    // Invariant: serialising strings, integers and a `Value` cannot fail, and hashing never does.
+    serde_json::to_writer(HashWriter(&mut h), &body).expect("audit entry serialises");
     hex(&h.finalize())
+}
+
+/// Feeds written bytes to a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(bytes)
 }
 
 /// Milliseconds since the Unix epoch.
@@ -594,19 +612,30 @@ impl Db {
         on_db!(self, p => AuditHead::from_row(&sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(p).await?))
     }
 
-    /// Appends `entries` after `head` without a transaction of its own (SQLite: a single
-    /// statement is atomic), returning the new head. A stale head fails with
-    /// [`AUDIT_HEAD_STALE`] and changes nothing. `None` on PostgreSQL, where every append
-    /// reads and locks the head in a transaction ([`Tx::append_audit`]).
-    pub async fn append_audit_autocommit(
-        &self,
-        head: &AuditHead,
-        entries: &[AuditEntry],
-    ) -> Option<AppResult<AuditHead>> {
-        let Db::Sqlite(p) = self else { return None };
+    /// A connection for [`AppendConn::append`]; `None` on PostgreSQL, where every append reads
+    /// and locks the head in a transaction ([`Tx::append_audit`]).
+    pub async fn append_conn(&self) -> AppResult<Option<AppendConn>> {
+        Ok(match self {
+            Db::Sqlite(p) => Some(AppendConn(p.acquire().await?)),
+            Db::Postgres(_) => None,
+        })
+    }
+}
+
+/// A SQLite connection the audit writer keeps for its single-statement appends: one round trip
+/// to the connection's worker thread per batch, without the pool's acquire and release (sqlx
+/// pings a connection each time it goes back to the pool).
+pub struct AppendConn(sqlx::pool::PoolConnection<Sqlite>);
+
+impl AppendConn {
+    /// Appends `entries` after `head` without a transaction of its own (a single SQLite
+    /// statement is atomic) and returns the new head. A stale head fails with
+    /// [`AUDIT_HEAD_STALE`] and changes nothing.
+    pub async fn append(&mut self, head: &AuditHead, entries: &[AuditEntry]) -> AppResult<AuditHead> {
         let ts = now_ms();
         let (rows, new_head) = link(head, ts, entries);
-        Some(sqlite_insert_audit(p, ts, &rows).await.map(|()| new_head))
+        sqlite_insert_audit(&mut *self.0, ts, &rows).await?;
+        Ok(new_head)
     }
 }
 
@@ -680,6 +709,27 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
+    /// The streamed hash input is byte for byte the `json!` array the chain was defined with.
+    #[test]
+    fn audit_hash_hashes_the_json_array() {
+        use sha2::{Digest, Sha256};
+        let detail = serde_json::json!({ "count": 3, "first_jti": "a\u{e9}\"b", "nested": [1, null] });
+        for detail in [None, Some(detail)] {
+            let e = super::AuditEntry {
+                actor: "oidc:\u{fc}ser \"x\"".into(),
+                action: "keys.datakey".into(),
+                target: "pii.v3".into(),
+                outcome: "error:forbidden".into(),
+                detail,
+            };
+            let body = serde_json::json!([42, 1_700_000_000_123i64, e.actor, e.action, e.target, e.outcome, e.detail]);
+            let mut h = Sha256::new();
+            h.update(format!("{}\n{body}", super::GENESIS_HASH).as_bytes());
+            let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(super::audit_hash(super::GENESIS_HASH, 42, 1_700_000_000_123, &e), want);
+        }
+    }
+
     #[test]
     fn insert_blocks_cover_every_row_in_few_shapes() {
         for n in 0..600 {

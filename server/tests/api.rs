@@ -604,10 +604,11 @@ async fn sqlite_append_from_a_stale_head_is_refused() {
         detail: Some(json!({ "n": 1 })),
     };
     let head = db.audit_head().await.unwrap();
-    let moved = db.append_audit_autocommit(&head, &[entry.clone(), entry.clone()]).await.unwrap().unwrap();
+    let mut conn = db.append_conn().await.unwrap().expect("SQLite appends on a connection of their own");
+    let moved = conn.append(&head, &[entry.clone(), entry.clone()]).await.unwrap();
     assert_eq!(moved.seq, head.seq + 2);
     assert_eq!(db.audit_head().await.unwrap(), moved);
-    let err = db.append_audit_autocommit(&head, std::slice::from_ref(&entry)).await.unwrap().unwrap_err();
+    let err = conn.append(&head, std::slice::from_ref(&entry)).await.unwrap_err();
     assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, AUDIT_HEAD_STALE));
     assert_eq!(db.audit_head().await.unwrap(), moved);
     // A transaction appending from the stale head is refused the same way.
