@@ -4,8 +4,8 @@
 //! - batch issuance: a 10 000-item JSON batch and a 100 000-line NDJSON stream;
 //! - redemptions at 16 connections (every request a different voucher).
 //!
-//! Then peak memory (VmHWM) of the real `vouchsafe` binary streaming 10 000 and then 200 000
-//! vouchers, each in a fresh process.
+//! Then peak memory (VmHWM) of the real `vouchsafe` binary (soft keystore, and SoftHSM2)
+//! streaming 10 000 and then up to 200 000 vouchers, each in a fresh process.
 //!
 //! `cargo bench -p vouchsafe-server --bench vouchers`; `-- --test` for a smoke run.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -231,7 +231,7 @@ async fn run(provider: &str, ks: Arc<dyn KeyStore>, smoke: bool) {
 /// Vouchers streamed through a server before a warm measurement.
 const WARM_UP: usize = 10_000;
 
-/// `vouchsafe serve` (the real binary, as shipped: one malloc arena) in `dir` with extra
+/// `vouchsafe serve` (the real binary, as shipped) in `dir` with extra
 /// environment `env`, and a token for it that may issue vouchers.
 async fn spawn_server(
     dir: &std::path::Path,
@@ -271,18 +271,43 @@ async fn spawn_server(
     (child, addr, token)
 }
 
-/// The real binary on this process's SoftHSM token streaming `n` vouchers from this process
-/// (an outside client), against the raw signing rate on the same token right before and after.
-async fn real_binary_stream_softhsm(ks: Arc<dyn KeyStore>, n: usize, smoke: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = [
+/// Settings that point the real binary at this process's SoftHSM token.
+fn softhsm_env() -> Vec<(&'static str, String)> {
+    vec![
         ("VOUCHSAFE_KEYSTORE__PROVIDER", "pkcs11".to_string()),
         ("VOUCHSAFE_KEYSTORE__MODULE", softhsm::module_path().display().to_string()),
         ("VOUCHSAFE_KEYSTORE__TOKEN_LABEL", softhsm::token_label().to_string()),
         ("VOUCHSAFE_KEYSTORE__PIN_ENV", "VOUCHSAFE_BENCH_HSM_PIN".to_string()),
         ("VOUCHSAFE_BENCH_HSM_PIN", softhsm::PIN.to_string()),
-    ];
-    let (mut child, addr, token) = spawn_server(dir.path(), &env).await;
+    ]
+}
+
+/// Peak memory of fresh and warmed-up processes streaming each of `sizes`, against the first.
+async fn memory_table(what: &str, env: &[(&str, String)], sizes: &[usize]) {
+    for warm in [false, true] {
+        let mut peaks = Vec::new();
+        for &n in sizes {
+            peaks.push((n, peak_memory(n, warm, env).await));
+        }
+        let base = peaks[0].1 as f64;
+        println!();
+        for (n, kib) in peaks {
+            println!(
+                "peak RSS of `vouchsafe serve` ({what}; {}) streaming {n} vouchers: {:.1} MiB ({:+.0}% vs {})",
+                if warm { "warm, after a 10 000 warm-up" } else { "cold, fresh process" },
+                kib as f64 / 1024.0,
+                100.0 * (kib as f64 - base) / base,
+                sizes[0]
+            );
+        }
+    }
+}
+
+/// The real binary on this process's SoftHSM token streaming `n` vouchers from this process
+/// (an outside client), against the raw signing rate on the same token right before and after.
+async fn real_binary_stream_softhsm(ks: Arc<dyn KeyStore>, n: usize, smoke: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, token) = spawn_server(dir.path(), &softhsm_env()).await;
     let raw = |secs: f64| {
         let ks = ks.clone();
         let d = if smoke { Duration::from_millis(100) } else { Duration::from_secs_f64(secs) };
@@ -305,17 +330,18 @@ async fn real_binary_stream_softhsm(ks: Arc<dyn KeyStore>, n: usize, smoke: bool
     child.wait().unwrap();
     let rate = n as f64 / took.as_secs_f64();
     println!(
-        "| SoftHSM2 | issue, NDJSON stream of {n}, real binary (one malloc arena), outside client | {rate:.0} vouchers/s ({:.0}% of raw {before:.0}/{after:.0} before/after), {:.2} s | 1 | | |",
+        "| SoftHSM2 | issue, NDJSON stream of {n}, real binary (two malloc arenas), outside client | {rate:.0} vouchers/s ({:.0}% of raw {before:.0}/{after:.0} before/after), {:.2} s | 1 | | |",
         200.0 * rate / (before + after),
         took.as_secs_f64()
     );
 }
 
-/// Peak resident memory (KiB) of `vouchsafe serve` (soft keystore, SQLite) while it streams `n`
-/// vouchers: in a fresh process (`warm` false), or after a warm-up stream of [`WARM_UP`].
-async fn peak_memory(n: usize, warm: bool) -> u64 {
+/// Peak resident memory (KiB) of `vouchsafe serve` (SQLite, the keystore `env` sets up) while it
+/// streams `n` vouchers: in a fresh process (`warm` false), or after a warm-up stream of
+/// [`WARM_UP`].
+async fn peak_memory(n: usize, warm: bool, env: &[(&str, String)]) -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr, token) = spawn_server(dir.path(), &[]).await;
+    let (mut child, addr, token) = spawn_server(dir.path(), env).await;
     let hwm = |pid: u32| -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
@@ -390,27 +416,17 @@ fn main() {
         }
         if only.is_empty() || only == "softhsm" {
             run("SoftHSM2", softhsm::softhsm(), smoke).await;
+        }
+        // VOUCHSAFE_BENCH_ONLY=binary: only the real binary's stream (for profiling it).
+        if only.is_empty() || only == "softhsm" || only == "binary" {
             real_binary_stream_softhsm(softhsm::softhsm(), if smoke { 1_000 } else { 100_000 }, smoke).await;
         }
         if only.is_empty() || only == "memory" {
             let sizes: &[usize] = if smoke { &[500, 2_000] } else { &[10_000, 50_000, 100_000, 200_000] };
-            for warm in [false, true] {
-                let mut peaks = Vec::new();
-                for &n in sizes {
-                    peaks.push((n, peak_memory(n, warm).await));
-                }
-                let base = peaks[0].1 as f64;
-                println!();
-                for (n, kib) in peaks {
-                    println!(
-                        "peak RSS of `vouchsafe serve` ({}) streaming {n} vouchers: {:.1} MiB ({:+.0}% vs {})",
-                        if warm { "warm, after a 10 000 warm-up" } else { "cold, fresh process" },
-                        kib as f64 / 1024.0,
-                        100.0 * (kib as f64 - base) / base,
-                        sizes[0]
-                    );
-                }
-            }
+            memory_table("soft keystore, one malloc arena", &[], sizes).await;
+            // With a PKCS#11 module the binary keeps two malloc arenas (see its `main`).
+            let sizes: &[usize] = if smoke { &[500, 2_000] } else { &[10_000, 200_000] };
+            memory_table("SoftHSM2, two malloc arenas", &softhsm_env(), sizes).await;
         }
     });
     if smoke {

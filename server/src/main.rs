@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use vouchsafe_keystore::KeyKind;
+use vouchsafe_keystore::{KeyKind, KeystoreConfig};
 use vouchsafe_server::auth::{Caller, Permission, TokenTable, parse_hash, token_hash};
 use vouchsafe_server::db::{AuditEntry, ChainCheck, Db, hex};
 use vouchsafe_server::{AppState, Config, app};
@@ -74,27 +74,34 @@ enum TokenCommand {
 /// glibc's malloc gives threads arenas of their own (up to 8 per core) and each arena keeps what
 /// was freed in it; over a long voucher stream the arenas fill one by one, and peak memory grew
 /// ~30 % from a 10 000 to a 200 000 voucher stream. One arena, with glibc's per-thread caches in
-/// front of it, keeps that growth near 10 %, for some throughput under heavy concurrency
+/// front of it, keeps that growth near 10 %. With a PKCS#11 module two: the module allocates on
+/// every call from the threads that sign in parallel (SoftHSM's OpenSSL rebuilds the curve on
+/// each C_SignInit), and behind one arena's lock batch signing lost a quarter of its rate; the
+/// module's own libraries are most of that process's memory, so its growth stays near 10 % too
 /// (docs/BENCHMARKS.md). An arena limit the operator set (`MALLOC_ARENA_MAX`, or
 /// `glibc.malloc.arena_max` in `GLIBC_TUNABLES`) is left alone.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-fn bound_malloc_arenas() {
+fn bound_malloc_arenas(arenas: i32) {
     let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc.arena_max"));
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
         // SAFETY: `mallopt` only sets a malloc tunable; it runs first thing in `main`, before
         // any other thread exists, with a documented parameter and a valid value.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn bound_malloc_arenas() {}
+fn bound_malloc_arenas(_arenas: i32) {}
 
 fn main() -> std::process::ExitCode {
-    bound_malloc_arenas();
+    let cli = Cli::parse();
+    // Before any thread exists. A configuration that does not load is reported by `run`.
+    let pkcs11 = Config::load(cli.config.as_deref(), std::env::vars())
+        .is_ok_and(|c| matches!(c.keystore, KeystoreConfig::Pkcs11(_)));
+    bound_malloc_arenas(if pkcs11 { 2 } else { 1 });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -102,7 +109,6 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

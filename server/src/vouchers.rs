@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -17,7 +18,10 @@ use crate::db::{AuditEntry, IndexRange, VersionState, VoucherRow, now_ms};
 use crate::error::{AppError, AppResult};
 
 /// Vouchers signed per keystore call and recorded per transaction in a batch.
-pub const CHUNK: usize = 512;
+pub const CHUNK: usize = 256;
+
+/// Chunks of one run being signed at the same time.
+const SIGNING_IN_FLIGHT: usize = 2;
 
 /// The first chunk of a run; each next one is twice as large, up to [`CHUNK`].
 const FIRST_CHUNK: usize = 32;
@@ -265,7 +269,7 @@ struct Chunk {
 /// memory does not grow with the batch. Outcomes arrive in input order; the receiver going away
 /// stops the pipeline after the chunk in flight.
 pub fn issue_stream(state: AppState, caller: Caller, mut input: mpsc::Receiver<Entry>) -> mpsc::Receiver<Outcome> {
-    let (prep_tx, mut prep_rx) = mpsc::channel::<AppResult<Chunk>>(1);
+    let (prep_tx, prep_rx) = mpsc::channel::<AppResult<Chunk>>(1);
     let (sign_tx, mut sign_rx) = mpsc::channel::<AppResult<Chunk>>(1);
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(CHUNK);
 
@@ -286,14 +290,23 @@ pub fn issue_stream(state: AppState, caller: Caller, mut input: mpsc::Receiver<E
         }
     });
 
-    // Sign: one keystore call per chunk, off the async runtime.
+    // Sign: one keystore call per chunk, off the async runtime, two chunks at a time: the
+    // keystore is never idle while a chunk's tokens are assembled, and an HSM that signs on
+    // several sessions at once (SoftHSM does, partly) gets to.
     let st = state.clone();
     tokio::spawn(async move {
-        while let Some(chunk) = prep_rx.recv().await {
-            let signed = match chunk {
-                Ok(c) => sign_chunk(&st, c).await,
-                Err(e) => Err(e),
-            };
+        let mut signed_chunks = tokio_stream::wrappers::ReceiverStream::new(prep_rx)
+            .map(|chunk| {
+                let st = st.clone();
+                async move {
+                    match chunk {
+                        Ok(c) => sign_chunk(&st, c).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .buffered(SIGNING_IN_FLIGHT);
+        while let Some(signed) = signed_chunks.next().await {
             let failed = signed.is_err();
             if sign_tx.send(signed).await.is_err() || failed {
                 return;
