@@ -161,7 +161,8 @@ async fn apply_fresh(db: &Db, writes: &[Write], chain: &mut Chain) -> AppResult<
 /// one transaction, which on SQLite reads the head under the write lock (so a retry after a
 /// stale head cannot be stale again, whoever else appends).
 async fn apply(db: &Db, writes: &[Write], chain: &mut Chain) -> AppResult<Vec<bool>> {
-    if matches!(db, Db::Sqlite(_))
+    let sqlite = matches!(db, Db::Sqlite(_));
+    if sqlite
         && writes.iter().all(|w| matches!(w, Write::Audit(_)))
         && let Some(from) = chain.head.take()
     {
@@ -199,10 +200,10 @@ async fn apply(db: &Db, writes: &[Write], chain: &mut Chain) -> AppResult<Vec<bo
         }
         outcomes.push(took);
     }
-    let remembered = if matches!(db, Db::Sqlite(_)) { chain.head.take() } else { None };
-    let (_, appended) = tx.append_audit_after(remembered.as_ref(), &entries).await?;
+    let remembered = if sqlite { chain.head.take() } else { None };
+    let appended = tx.append_audit_after(remembered.as_ref(), &entries).await?;
     tx.commit().await?;
-    if matches!(db, Db::Sqlite(_)) {
+    if sqlite {
         chain.head = Some(appended);
     }
     Ok(outcomes)

@@ -253,12 +253,13 @@ impl Db {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| AppError::internal(format!("cannot create {}: {e}", dir.display())))?;
             }
-            // One writer at a time whatever the pool size; four connections leave room for readers.
+            // One writer at a time whatever the pool size. The audit writer keeps one connection
+            // for itself; four more leave room for readers and the other writers.
             // No ping before each use: a SQLite connection is a local file handle that does not go
             // stale, and the ping is one more round trip to its worker thread on every query (a
             // failed worker still surfaces as `WorkerCrashed`, a 503).
             let pool =
-                SqlitePoolOptions::new().max_connections(4).test_before_acquire(false).connect_with(opts).await?;
+                SqlitePoolOptions::new().max_connections(5).test_before_acquire(false).connect_with(opts).await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(AppError::internal)?;
             Db::Sqlite(pool)
         } else {
@@ -464,27 +465,24 @@ impl Tx {
 
     /// Appends entries to the audit chain: locks the head, links each entry to the one before,
     /// moves the head. Commits with the rest of the transaction or not at all.
-    pub async fn append_audit(&mut self, entries: &[AuditEntry]) -> AppResult<Vec<i64>> {
-        let first = self.append_audit_after(None, entries).await?.0;
-        Ok((first..first + entries.len() as i64).collect())
+    pub async fn append_audit(&mut self, entries: &[AuditEntry]) -> AppResult<()> {
+        self.append_audit_after(None, entries).await.map(|_| ())
     }
 
     /// [`Tx::append_audit`] from a head the caller remembers (SQLite only; on PostgreSQL the head
-    /// is always read and locked, as other instances append too). Returns the first new `seq`
-    /// and the new head. A stale head fails with [`AUDIT_HEAD_STALE`] and changes nothing.
+    /// is always read and locked, as other instances append too). Returns the new head. A stale
+    /// head fails with [`AUDIT_HEAD_STALE`] and changes nothing.
     pub async fn append_audit_after(
         &mut self,
         head: Option<&AuditHead>,
         entries: &[AuditEntry],
-    ) -> AppResult<(i64, AuditHead)> {
+    ) -> AppResult<AuditHead> {
         let head = match (&mut *self, head) {
             (Tx::Sqlite(_), Some(h)) => h.clone(),
             // `BEGIN IMMEDIATE` holds SQLite's write lock already.
-            (Tx::Sqlite(t), None) => AuditHead::from_row(
-                &sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut **t).await?,
-            )?,
+            (Tx::Sqlite(t), None) => AuditHead::from_row(&sqlx::query(SELECT_HEAD).fetch_one(&mut **t).await?)?,
             (Tx::Postgres(t), _) => AuditHead::from_row(
-                &sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut **t).await?,
+                &sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT_HEAD} FOR UPDATE"))).fetch_one(&mut **t).await?,
             )?,
         };
         let ts = now_ms();
@@ -519,9 +517,12 @@ impl Tx {
                     .await?;
             }
         }
-        Ok((head.seq + 1, new_head))
+        Ok(new_head)
     }
 }
+
+/// Reads the audit chain's head.
+const SELECT_HEAD: &str = "SELECT seq, hash FROM audit_head WHERE id = 1";
 
 /// The code of the error an append from a stale audit head fails with.
 pub const AUDIT_HEAD_STALE: &str = "audit_head_stale";
@@ -569,7 +570,9 @@ fn link<'a>(head: &AuditHead, ts: i64, entries: &'a [AuditEntry]) -> (Vec<Linked
 }
 
 /// Inserts linked entries into SQLite's audit log with one statement of one shape whatever their
-/// number: the rows travel as one JSON array. A `seq` already taken means the head was stale.
+/// number: the rows travel as one JSON array. A trigger (migration 0005) refuses, and so rolls
+/// back the whole statement, any row that does not extend the stored head: the head the entries
+/// were linked from was stale.
 async fn sqlite_insert_audit<'c, E>(c: E, ts: i64, rows: &[LinkedEntry<'_>]) -> AppResult<()>
 where
     E: sqlx::Executor<'c, Database = Sqlite>,
@@ -597,11 +600,13 @@ where
     .await;
     match res {
         Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => Err(AppError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            AUDIT_HEAD_STALE,
-            "the audit chain moved on while this entry was being linked; retry",
-        )),
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() || d.message().contains(AUDIT_HEAD_STALE) => {
+            Err(AppError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                AUDIT_HEAD_STALE,
+                "the audit chain moved on while this entry was being linked; retry",
+            ))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -609,7 +614,7 @@ where
 impl Db {
     /// The audit chain's head.
     pub async fn audit_head(&self) -> AppResult<AuditHead> {
-        on_db!(self, p => AuditHead::from_row(&sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(p).await?))
+        on_db!(self, p => AuditHead::from_row(&sqlx::query(SELECT_HEAD).fetch_one(p).await?))
     }
 
     /// A connection for [`AppendConn::append`]; `None` on PostgreSQL, where every append reads

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use vouchsafe_keystore::{KeyKind, KeystoreConfig};
 use vouchsafe_server::auth::{Caller, Permission, TokenTable, parse_hash, token_hash};
+use vouchsafe_server::config::ConfigError;
 use vouchsafe_server::db::{AuditEntry, ChainCheck, Db, hex};
 use vouchsafe_server::{AppState, Config, app};
 
@@ -98,10 +99,13 @@ fn bound_malloc_arenas(_arenas: i32) {}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // Before any thread exists. A configuration that does not load is reported by `run`.
-    let pkcs11 = Config::load(cli.config.as_deref(), std::env::vars())
-        .is_ok_and(|c| matches!(c.keystore, KeystoreConfig::Pkcs11(_)));
-    bound_malloc_arenas(if pkcs11 { 2 } else { 1 });
+    // Loaded before any thread exists, for the arena count; an error is reported by `run`.
+    let config = Config::load(cli.config.as_deref(), std::env::vars());
+    bound_malloc_arenas(if config.as_ref().is_ok_and(|c| matches!(c.keystore, KeystoreConfig::Pkcs11(_))) {
+        2
+    } else {
+        1
+    });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -116,7 +120,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, config)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -127,8 +131,8 @@ fn main() -> std::process::ExitCode {
 
 type Fallible<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-async fn run(cli: Cli) -> Fallible<std::process::ExitCode> {
-    let config = Config::load(cli.config.as_deref(), std::env::vars())?;
+async fn run(cli: Cli, config: Result<Config, ConfigError>) -> Fallible<std::process::ExitCode> {
+    let config = config?;
     let db = Db::connect(&config.database_url).await.map_err(|e| format!("database: {}", e.message))?;
     match cli.command {
         Command::Serve => serve(config, db).await,

@@ -264,10 +264,14 @@ struct Chunk {
     items: Vec<Stage>,
 }
 
-/// Issues every entry that `input` yields, `CHUNK` at a time: while one chunk is being signed,
-/// the next is prepared and the previous one recorded. Every stage holds at most one chunk, so
-/// memory does not grow with the batch. Outcomes arrive in input order; the receiver going away
-/// stops the pipeline after the chunk in flight.
+/// Issues every entry that `input` yields, `CHUNK` at a time: while chunks are being signed
+/// ([`SIGNING_IN_FLIGHT`] at once), the next is prepared and the previous one recorded. Each
+/// stage and channel holds a fixed number of chunks (about eight in all), so memory does
+/// not grow with the batch. Outcomes arrive in input order; the receiver going away, or an
+/// error, stops the pipeline after the chunks in flight (a chunk signed but not recorded is
+/// dropped: no token leaves unrecorded). Each chunk being signed holds a keystore session for
+/// its call, so one stream uses up to two; other callers wait for a session at most the length
+/// of a chunk's signing.
 pub fn issue_stream(state: AppState, caller: Caller, mut input: mpsc::Receiver<Entry>) -> mpsc::Receiver<Outcome> {
     let (prep_tx, prep_rx) = mpsc::channel::<AppResult<Chunk>>(1);
     let (sign_tx, mut sign_rx) = mpsc::channel::<AppResult<Chunk>>(1);

@@ -10,7 +10,7 @@ use common::{ADMIN, AUDITOR, Backend, DECRYPTOR, ENCRYPTOR, NOBODY, TestApp, tes
 use serde_json::{Value, json};
 use vouchsafe_core::rand_core::UnwrapErr;
 use vouchsafe_core::{DataKey, Jwks, KeyUse, b64d, seal_to_public_key};
-use vouchsafe_server::db::ChainCheck;
+use vouchsafe_server::db::{ChainCheck, Db};
 
 fn rng() -> UnwrapErr<getrandom::SysRng> {
     UnwrapErr(getrandom::SysRng)
@@ -563,6 +563,7 @@ async fn two_instances_on_one_sqlite_file() {
     let a = common::app_on(Backend::SqliteSoft, &url, None).await;
     let b = common::app_on(Backend::SqliteSoft, &url, None).await;
     a.create_key("pii", "aes256-gcm").await;
+    let before = a.state.db().audit_head().await.unwrap().seq;
     let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
     let mut tasks = Vec::new();
     for i in 0..60 {
@@ -578,9 +579,8 @@ async fn two_instances_on_one_sqlite_file() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
-    let check = a.state.db().verify_audit_chain().await.unwrap();
-    // create + 60 operations.
-    assert!(matches!(check, ChainCheck::Intact { entries } if entries >= 61), "{check:?}");
+    // One entry per operation, none lost, none twice.
+    assert_eq!(a.state.db().verify_audit_chain().await.unwrap(), ChainCheck::Intact { entries: before + 60 });
     let (status, audit) = b.get("/v1/audit?limit=1000", AUDITOR).await;
     assert_eq!(status, StatusCode::OK);
     let actions: Vec<&str> =
@@ -593,7 +593,7 @@ async fn two_instances_on_one_sqlite_file() {
 /// (the writer then reads the head again), and the trigger keeps the stored head on the last entry.
 #[tokio::test]
 async fn sqlite_append_from_a_stale_head_is_refused() {
-    use vouchsafe_server::db::{AUDIT_HEAD_STALE, AuditEntry};
+    use vouchsafe_server::db::{AUDIT_HEAD_STALE, AuditEntry, AuditHead};
     let app = common::test_app(Backend::SqliteSoft).await;
     let db = app.state.db();
     let entry = AuditEntry {
@@ -611,10 +611,74 @@ async fn sqlite_append_from_a_stale_head_is_refused() {
     let err = conn.append(&head, std::slice::from_ref(&entry)).await.unwrap_err();
     assert_eq!((err.status, err.code), (StatusCode::SERVICE_UNAVAILABLE, AUDIT_HEAD_STALE));
     assert_eq!(db.audit_head().await.unwrap(), moved);
+    // A head ahead of the stored chain (say, the file was restored from a backup under a running
+    // server) would leave a gap: refused too.
+    let ahead = AuditHead { seq: moved.seq + 5, hash: moved.hash.clone() };
+    let err = conn.append(&ahead, std::slice::from_ref(&entry)).await.unwrap_err();
+    assert_eq!(err.code, AUDIT_HEAD_STALE);
+    let forged = AuditHead { seq: moved.seq, hash: head.hash.clone() };
+    let err = conn.append(&forged, std::slice::from_ref(&entry)).await.unwrap_err();
+    assert_eq!(err.code, AUDIT_HEAD_STALE, "the right seq with the wrong hash does not link");
+    assert_eq!(db.audit_head().await.unwrap(), moved);
     // A transaction appending from the stale head is refused the same way.
     let mut tx = db.begin().await.unwrap();
     let err = tx.append_audit_after(Some(&head), std::slice::from_ref(&entry)).await.unwrap_err();
     assert_eq!(err.code, AUDIT_HEAD_STALE);
     drop(tx);
     assert_eq!(db.verify_audit_chain().await.unwrap(), ChainCheck::Intact { entries: moved.seq });
+}
+
+/// `verify_audit_chain` names the first entry that was altered, and notices entries cut from
+/// the end; on both engines.
+async fn audit_chain_reports_the_first_altered_entry(b: Backend) {
+    let app = test_app(b).await;
+    app.create_key("pii", "aes256-gcm").await;
+    for _ in 0..4 {
+        datakey(&app, "pii").await;
+    }
+    let db = app.state.db();
+    let ChainCheck::Intact { entries } = db.verify_audit_chain().await.unwrap() else { panic!("intact at first") };
+    assert!(entries >= 5);
+    // Raw SQL, as someone with the database file or a login would run it.
+    let exec = |sql: &'static str, arg: Option<String>| async move {
+        match db {
+            Db::Sqlite(p) => {
+                let q = sqlx::query(sql);
+                let q = if let Some(a) = arg { q.bind(a) } else { q };
+                q.execute(p).await.map(|_| ())
+            }
+            Db::Postgres(p) => {
+                let q = sqlx::query(sql);
+                let q = if let Some(a) = arg { q.bind(a) } else { q };
+                q.execute(p).await.map(|_| ())
+            }
+        }
+        .unwrap()
+    };
+    let rows = db.audit_after(2, 2).await.unwrap();
+    let (actor3, actor4) = (rows[0].actor.clone(), rows[1].actor.clone());
+    // Someone rewrites who did it in entry 3 (and, to cover it, entry 4's too).
+    exec("UPDATE audit_log SET actor = $1 WHERE seq IN (3, 4)", Some("mallory".into())).await;
+    let check = db.verify_audit_chain().await.unwrap();
+    assert!(
+        matches!(&check, ChainCheck::Broken { seq: 3, reason } if reason.contains("do not match the stored hash")),
+        "{check:?}"
+    );
+    exec("UPDATE audit_log SET actor = $1 WHERE seq = 3", Some(actor3)).await;
+    exec("UPDATE audit_log SET actor = $1 WHERE seq = 4", Some(actor4)).await;
+    assert!(matches!(db.verify_audit_chain().await.unwrap(), ChainCheck::Intact { .. }));
+    // The last entry removed: every remaining link holds, the head does not.
+    exec("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)", None).await;
+    let check = db.verify_audit_chain().await.unwrap();
+    assert!(matches!(&check, ChainCheck::Broken { reason, .. } if reason.contains("head")), "{check:?}");
+}
+
+#[tokio::test]
+async fn audit_chain_reports_the_first_altered_entry_on_sqlite() {
+    audit_chain_reports_the_first_altered_entry(Backend::SqliteSoft).await;
+}
+
+#[tokio::test]
+async fn audit_chain_reports_the_first_altered_entry_on_postgres() {
+    audit_chain_reports_the_first_altered_entry(Backend::PostgresSoft).await;
 }

@@ -142,6 +142,20 @@ async fn operator_quick_start_on_defaults() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("intact"), "{text}");
+
+    // One entry altered behind the server's back: `audit verify` names it and fails.
+    let url = format!("sqlite://{}", dir.path().join("data/vouchsafe.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").execute(&pool).await.unwrap();
+    pool.close().await;
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("BROKEN at entry 2"), "{text}");
 }
 
 #[test]
