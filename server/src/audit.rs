@@ -133,8 +133,8 @@ async fn retry_alone(db: &Db, w: &Write) -> AppResult<bool> {
 }
 
 /// What the writer keeps between batches on SQLite: the chain's head, instead of reading it in
-/// every transaction (an append from a stale head is refused by the database, `seq` being the
-/// primary key, and redone from a fresh one), and its own connection for appends.
+/// every transaction (an append from a stale head is refused by a trigger, migration 0005, and
+/// redone from a fresh one), and its own connection for appends.
 #[derive(Default)]
 struct Chain {
     head: Option<AuditHead>,

@@ -134,28 +134,22 @@ async fn operator_quick_start_on_defaults() {
     assert_eq!(r.status(), 200, "data sealed before the restart opens after it");
     stop(child);
 
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("intact"), "{text}");
+    let (ok, text) = audit_verify(dir.path());
+    assert!(ok && text.contains("intact"), "{text}");
 
     // One entry altered behind the server's back: `audit verify` names it and fails.
     let url = format!("sqlite://{}", dir.path().join("data/vouchsafe.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2").execute(&pool).await.unwrap();
     pool.close().await;
-    let out = Command::new(BIN)
-        .args(["audit", "verify"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && text.contains("BROKEN at entry 2"), "{text}");
+    let (ok, text) = audit_verify(dir.path());
+    assert!(!ok && text.contains("BROKEN at entry 2"), "{text}");
+}
+
+/// `vouchsafe audit verify` in `dir` on the default database: whether it passed, and its output.
+fn audit_verify(dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(BIN).args(["audit", "verify"]).current_dir(dir).env_remove("DATABASE_URL").output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
